@@ -1,0 +1,1 @@
+"""The REST door: direct callers, health and readiness."""

@@ -1,0 +1,88 @@
+"""`python -m devstack`: start the local stack, print its status, then run the service as the
+Procfile says against it, until Ctrl-C. This is what `make run` does."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from devstack.stack import LocalStack, StackConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICE_BIND = "127.0.0.1:8000"
+
+
+def procfile_command(name: str = "web") -> list[str]:
+    """The start command exactly as the Procfile gives it: one source of truth."""
+    for line in (REPO_ROOT / "Procfile").read_text().splitlines():
+        process, _, command = line.partition(":")
+        if process.strip() == name:
+            return shlex.split(command)
+    raise SystemExit(f"Procfile has no {name!r} process")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=REPO_ROOT / ".devstack")
+    parser.add_argument("--no-service", action="store_true", help="start the stack only")
+    args = parser.parse_args()
+
+    started = time.monotonic()
+    config = StackConfig(
+        state_dir=args.state_dir,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        webhook_url=f"http://{SERVICE_BIND}/webhooks/messages",
+    )
+    stack = LocalStack(config).start()
+    print("Local Supabase stand-in is running (see README: what stands in for what).\n")
+    print(stack.status_text(), flush=True)
+
+    env = {**os.environ, **stack.service_environment(), "BIND": SERVICE_BIND, "APP_ENV": "development"}
+    if os.environ.get("OPENAI_API_KEY"):
+        env["OPENAI_API_KEY"] = os.environ["OPENAI_API_KEY"]
+        env["OPENAI_BASE_URL"] = os.environ.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+        print("\nModel: OpenAI (OPENAI_API_KEY is set).", flush=True)
+    else:
+        banner = "!" * 78
+        print(f"\n{banner}\n!! OPENAI_API_KEY is not set: replies come from the FAKE local model at"
+              f"\n!! {stack.model_url} (it echoes the prompt). Set OPENAI_API_KEY for real replies.\n{banner}",
+              flush=True)
+    if args.no_service:
+        return _wait_forever(stack, None)
+    service = subprocess.Popen(procfile_command(), cwd=REPO_ROOT, env=env)
+    print(f"\nService starting on http://{SERVICE_BIND} (stack ready in {time.monotonic() - started:.1f} s)",
+          flush=True)
+    return _wait_forever(stack, service)
+
+
+def _wait_forever(stack: LocalStack, service: subprocess.Popen[bytes] | None) -> int:
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = 0
+    while not stopping:
+        if service is not None and service.poll() is not None:
+            code = service.returncode or 1
+            print(f"service exited with {service.returncode}", file=sys.stderr)
+            break
+        time.sleep(0.2)
+    if service is not None and service.poll() is None:
+        service.send_signal(signal.SIGTERM)
+        service.wait(timeout=35)
+    stack.stop()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

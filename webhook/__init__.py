@@ -1,0 +1,1 @@
+"""The event door: the database webhook that announces each new user message."""
