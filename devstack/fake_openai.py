@@ -323,7 +323,7 @@ def _parse_model(body: JsonDict) -> str:
         raise ApiError(400, "Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
     model = body["model"]
     if not isinstance(model, str) or not model:
-        raise ApiError(400, "Invalid type for 'model': expected a non-empty string.", param="model", code="invalid_type")
+        raise ApiError(400, "'model' must be a non-empty string.", param="model", code="invalid_type")
     return model
 
 
@@ -350,9 +350,7 @@ def _check_message(index: int, message: object) -> None:
         raise ApiError(400, f"Missing or invalid '{param}.role'.", param=f"{param}.role", code="invalid_type")
     content = message.get("content")
     if content is not None and not isinstance(content, (str, list)):
-        raise ApiError(
-            400, f"Invalid type for '{param}.content'.", param=f"{param}.content", code="invalid_type"
-        )
+        raise ApiError(400, f"Invalid type for '{param}.content'.", param=f"{param}.content", code="invalid_type")
 
 
 def _optional_bool(body: JsonDict, key: str) -> bool:
@@ -710,9 +708,7 @@ class _Handlers:
 
     async def get_config(self, request: Request) -> Response:
         """``GET /_fake/config``: current and default latency."""
-        return JSONResponse(
-            {"latency_ms": self.state.latency_ms, "default_latency_ms": self.state.default_latency_ms}
-        )
+        return JSONResponse({"latency_ms": self.state.latency_ms, "default_latency_ms": self.state.default_latency_ms})
 
     async def list_requests(self, request: Request) -> Response:
         """``GET /_fake/requests[?match=...]``: recorded completion requests in order."""
@@ -862,7 +858,9 @@ def _wait_until_started(running: RunningServer, timeout: float) -> None:
 
 def build_arg_parser() -> argparse.ArgumentParser:
     """CLI flags for ``python -m devstack.fake_openai``."""
-    parser = argparse.ArgumentParser(prog="python -m devstack.fake_openai", description="Fake OpenAI-compatible server for the local dev stack.")
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.fake_openai", description="Fake OpenAI-compatible server for the local dev stack."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=54330, help="port to bind (default: 54330)")
     parser.add_argument(
