@@ -20,12 +20,11 @@ from starlette.types import Receive, Scope, Send
 
 from devstack.fake_openai import (
     FakeModelState,
-    RunningServer,
     create_app,
     estimate_tokens,
     latency_ms_from_env,
-    serve_in_thread,
 )
+from devstack.serving import RunningServer, serve_in_thread
 
 USER_TEXT = "hello fake world"
 
@@ -186,6 +185,16 @@ def test_hang_fault_times_out_client(client: openai.OpenAI, control: httpx.Clien
         ask(client.with_options(timeout=0.3))
 
     assert [r["outcome"] for r in recorded(control)] == ["hang"]
+
+
+def test_short_hang_then_answers_normally(client: openai.OpenAI, control: httpx.Client) -> None:
+    add_faults(control, {"kind": "hang", "seconds": 0.1})
+
+    started = time.monotonic()
+    completion = ask(client)
+
+    assert time.monotonic() - started >= 0.1
+    assert completion.choices[0].message.content == f"Echo: {USER_TEXT}"
 
 
 def test_insufficient_quota_fault_has_no_retry_after(client: openai.OpenAI, control: httpx.Client) -> None:

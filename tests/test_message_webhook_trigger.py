@@ -8,12 +8,11 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
 
 import psycopg
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from devstack.stack import LocalStack

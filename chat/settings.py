@@ -1,0 +1,104 @@
+"""The service's configuration: read once from the environment, validated at start-up, passed in.
+
+A missing or malformed variable stops start-up with a message that names it, rather than
+surfacing as a confusing failure on the first message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+
+
+class ConfigurationError(Exception):
+    """The environment does not describe a runnable service; the message says what to fix."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    app_env: Literal["development", "production", "test"] = "development"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] | None = None  # json in production, console otherwise
+
+    supabase_url: str
+    supabase_service_role_key: SecretStr
+    supabase_anon_key: SecretStr | None = None
+    supabase_jwt_secret: SecretStr | None = None
+
+    webhook_secret: SecretStr
+    webhook_tolerance_seconds: int = Field(300, ge=1, le=300)
+    webhook_max_body_bytes: int = Field(256 * 1024, ge=1024)
+
+    openai_api_key: SecretStr
+    openai_base_url: str | None = None
+    openai_model: str = DEFAULT_OPENAI_MODEL
+    openai_timeout_seconds: float = Field(30.0, gt=0)
+    model_max_attempts: int = Field(4, ge=1, le=10)
+    model_retry_initial_seconds: float = Field(0.5, ge=0)
+    model_retry_max_seconds: float = Field(20.0, ge=0)
+    reply_max_tokens: int | None = Field(None, ge=1)
+
+    context_token_budget: int = Field(6000, ge=100)
+    context_max_messages: int = Field(200, ge=1, le=1000)
+
+    worker_threads: int = Field(8, ge=1, le=256)
+    worker_queue_size: int = Field(64, ge=0)
+    lease_seconds: int = Field(120, ge=5)
+    max_attempts: int = Field(5, ge=1)
+    redrive_interval_seconds: float = Field(15.0, ge=0)  # 0 turns the in-process sweep off
+    redrive_grace_seconds: int = Field(30, ge=0)
+
+    @field_validator("supabase_url", "openai_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("whsec_"):
+            raise ValueError("must be a Standard Webhooks secret starting with whsec_")
+        return value
+
+    @property
+    def effective_log_format(self) -> str:
+        return self.log_format or ("json" if self.app_env == "production" else "console")
+
+    @property
+    def model_lease_budget_seconds(self) -> float:
+        """Worst-case time one generation may take with every retry: must fit in the lease."""
+        return self.model_max_attempts * (self.openai_timeout_seconds + self.model_retry_max_seconds)
+
+
+def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the environment, with `overrides` (lower-case names) taking precedence."""
+    try:
+        settings = Settings(**dict(overrides or {}))
+    except ValidationError as error:
+        raise ConfigurationError(_describe(error)) from None
+    if settings.lease_seconds < settings.model_lease_budget_seconds:
+        raise ConfigurationError(
+            f"LEASE_SECONDS={settings.lease_seconds} is shorter than one generation may take with retries "
+            f"({settings.model_lease_budget_seconds:.0f} s = MODEL_MAX_ATTEMPTS x (OPENAI_TIMEOUT_SECONDS + "
+            "MODEL_RETRY_MAX_SECONDS)); a second worker could start on a message still being answered."
+        )
+    return settings
+
+
+def _describe(error: ValidationError) -> str:
+    problems = []
+    for item in error.errors():
+        name = str(item["loc"][0]).upper() if item["loc"] else "configuration"
+        if item["type"] == "missing":
+            problems.append(f"{name} is not set")
+        else:
+            problems.append(f"{name} is invalid: {item['msg']}")
+    return "Invalid configuration: " + "; ".join(problems) + ". See .env.example for every variable."
