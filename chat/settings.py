@@ -38,10 +38,10 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr
     openai_base_url: str | None = None
     openai_model: str = DEFAULT_OPENAI_MODEL
-    openai_timeout_seconds: float = Field(30.0, gt=0)
-    model_max_attempts: int = Field(4, ge=1, le=10)
+    openai_timeout_seconds: float = Field(45.0, gt=0)
+    model_max_attempts: int = Field(3, ge=1, le=10)
     model_retry_initial_seconds: float = Field(0.5, ge=0)
-    model_retry_max_seconds: float = Field(20.0, ge=0)
+    model_retry_max_seconds: float = Field(10.0, ge=0)
     reply_max_tokens: int | None = Field(None, ge=1)
 
     context_token_budget: int = Field(6000, ge=100)
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
 
     worker_threads: int = Field(8, ge=1, le=256)
     worker_queue_size: int = Field(64, ge=0)
-    lease_seconds: int = Field(120, ge=5)
+    lease_seconds: int = Field(180, ge=1)
     max_attempts: int = Field(5, ge=1)
     redrive_interval_seconds: float = Field(15.0, ge=0)  # 0 turns the in-process sweep off
     redrive_grace_seconds: int = Field(30, ge=0)
@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     @property
     def model_lease_budget_seconds(self) -> float:
         """Worst-case time one generation may take with every retry: must fit in the lease."""
-        return self.model_max_attempts * (self.openai_timeout_seconds + self.model_retry_max_seconds)
+        attempts = self.model_max_attempts
+        return attempts * self.openai_timeout_seconds + (attempts - 1) * self.model_retry_max_seconds
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -87,8 +88,9 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
     if settings.lease_seconds < settings.model_lease_budget_seconds:
         raise ConfigurationError(
             f"LEASE_SECONDS={settings.lease_seconds} is shorter than one generation may take with retries "
-            f"({settings.model_lease_budget_seconds:.0f} s = MODEL_MAX_ATTEMPTS x (OPENAI_TIMEOUT_SECONDS + "
-            "MODEL_RETRY_MAX_SECONDS)); a second worker could start on a message still being answered."
+            f"({settings.model_lease_budget_seconds:.0f} s: MODEL_MAX_ATTEMPTS x OPENAI_TIMEOUT_SECONDS plus the "
+            "waits between them, up to MODEL_RETRY_MAX_SECONDS each); a second worker could start on a message "
+            "still being answered."
         )
     return settings
 

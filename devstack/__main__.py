@@ -5,26 +5,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from devstack.service_process import procfile_command
 from devstack.stack import LocalStack, StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICE_BIND = "127.0.0.1:8000"
-
-
-def procfile_command(name: str = "web") -> list[str]:
-    """The start command exactly as the Procfile gives it: one source of truth."""
-    for line in (REPO_ROOT / "Procfile").read_text().splitlines():
-        process, _, command = line.partition(":")
-        if process.strip() == name:
-            return shlex.split(command)
-    raise SystemExit(f"Procfile has no {name!r} process")
 
 
 def main() -> int:

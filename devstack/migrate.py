@@ -32,21 +32,21 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 
 def apply_bootstrap(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(BOOTSTRAP_SQL.read_text())  # type: ignore[arg-type]
+        conn.execute(BOOTSTRAP_SQL.read_text())
 
 
 def apply_migrations(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     """Apply each migration not yet recorded, each in its own transaction. Returns those applied."""
     applied: list[str] = []
     with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(HISTORY_TABLE_SQL)  # type: ignore[arg-type]
+        conn.execute(HISTORY_TABLE_SQL)
         done = {row[0] for row in conn.execute("select version from supabase_migrations.schema_migrations")}
         for path in migration_files(directory):
             version, _, name = path.stem.partition("_")
             if version in done:
                 continue
             with conn.transaction():
-                conn.execute(path.read_text())  # type: ignore[arg-type]
+                conn.execute(path.read_text())
                 conn.execute(
                     "insert into supabase_migrations.schema_migrations (version, name) values (%s, %s)",
                     (version, name),

@@ -63,3 +63,13 @@ def test_both_tables_are_published_to_realtime(db: psycopg.Connection) -> None:
         "select tablename from pg_publication_tables where pubname = 'supabase_realtime' order by 1"
     ).fetchall()
     assert rows == [("conversations",), ("messages",)]
+
+
+def test_sql_signature_matches_standard_webhooks_known_answer(db: psycopg.Connection) -> None:
+    """The reference vector from the Standard Webhooks specification."""
+    row = db.execute(
+        "select encode(private.hmac_sha256(decode('MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', 'base64'),"
+        " convert_to(%s, 'UTF8')), 'base64')",
+        ('msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.{"test": 2432232314}',),
+    ).fetchone()
+    assert row == ("g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",)

@@ -1,0 +1,136 @@
+"""The model adapter: the openai SDK pointed at OpenAI or any compatible server, with one retry
+layer (tenacity; the SDK's own retries are off so attempts do not multiply)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import openai
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from chat.errors import ModelRejected, ModelUnavailable
+from chat.logging import get_logger
+from chat.settings import Settings
+
+logger = get_logger(__name__)
+TRANSIENT = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    content: str
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+def is_retryable(error: BaseException) -> bool:
+    """429s (except an exhausted quota), 5xx, timeouts and connection errors; never other 4xx."""
+    if isinstance(error, openai.RateLimitError):
+        return error.code != "insufficient_quota"
+    if isinstance(error, openai.APIStatusError):
+        return error.status_code >= 500
+    return isinstance(error, TRANSIENT)
+
+
+def retry_after_seconds(error: BaseException | None) -> float | None:
+    """The server's own Retry-After (retry-after-ms first, as the SDK does), if it sent one."""
+    response = getattr(error, "response", None)
+    if response is None:
+        return None
+    for header, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        try:
+            return max(0.0, float(value) * scale) if value is not None else None
+        except ValueError:
+            continue
+    return None
+
+
+class ChatModel:
+    def __init__(self, settings: Settings, client: openai.OpenAI | None = None) -> None:
+        self.settings = settings
+        self.client = client or openai.OpenAI(
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            timeout=settings.openai_timeout_seconds,
+            max_retries=0,
+        )
+        self._backoff = wait_exponential_jitter(
+            multiplier=settings.model_retry_initial_seconds,
+            jitter=settings.model_retry_initial_seconds,
+            max=settings.model_retry_max_seconds,
+        )
+
+    def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+        retrying = Retrying(
+            stop=stop_after_attempt(self.settings.model_max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(is_retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        try:
+            completion = retrying(self._create, messages, model)
+        except openai.RateLimitError as error:
+            if error.code == "insufficient_quota":
+                raise ModelRejected(
+                    "The AI provider's quota for this service is used up; the service's owner needs to add credit.",
+                    str(error),
+                ) from error
+            raise ModelUnavailable("The AI model is busy (rate limited). Please send your message again.") from error
+        except (openai.APITimeoutError, openai.APIConnectionError) as error:
+            raise ModelUnavailable("The AI model did not answer in time. Please send your message again.") from error
+        except openai.APIStatusError as error:
+            if error.status_code >= 500:
+                raise ModelUnavailable(
+                    "The AI model had a server error. Please send your message again.", str(error)
+                ) from error
+            raise ModelRejected(
+                f"The AI model rejected this conversation ({error.status_code}): {_provider_message(error)}",
+                str(error),
+            ) from error
+        choice = completion.choices[0] if completion.choices else None
+        content = choice.message.content if choice and choice.message else None
+        if not content:
+            raise ModelUnavailable("The AI model returned an empty reply. Please send your message again.")
+        usage = completion.usage
+        return ModelReply(
+            content=content,
+            model=completion.model or model,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+        )
+
+    def _create(self, messages: list[dict[str, str]], model: str) -> Any:
+        options: dict[str, Any] = {}
+        if self.settings.reply_max_tokens:
+            options["max_tokens"] = self.settings.reply_max_tokens
+        return self.client.chat.completions.create(model=model, messages=messages, **options)  # type: ignore[arg-type]
+
+    def _wait(self, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        server_says = retry_after_seconds(error)
+        if server_says is not None:
+            return min(server_says, self.settings.model_retry_max_seconds)
+        return float(self._backoff(state))
+
+    @staticmethod
+    def _log_retry(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "model call failed, retrying",
+            attempt=state.attempt_number,
+            error_type=type(error).__name__,
+            wait_seconds=round(state.upcoming_sleep, 3),
+        )
+
+
+def _provider_message(error: openai.APIStatusError) -> str:
+    body = error.body
+    if isinstance(body, dict):
+        message = body.get("message") or (body.get("error") or {}).get("message")
+        if message:
+            return str(message)[:300]
+    return error.message[:300]

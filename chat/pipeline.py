@@ -1,0 +1,99 @@
+"""The reply pipeline: one user message in, exactly one assistant reply (or a readable failure) out.
+
+Every step is a database call that is safe to repeat: the claim's lease keeps two workers from
+generating at once, reply_to's uniqueness keeps two replies from being written, and a message
+whose worker dies is claimed again by the re-drive sweep once its lease runs out.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+
+import structlog
+
+from chat.context import build_prompt, history_budget
+from chat.errors import ModelError, StoreUnavailable
+from chat.logging import get_logger
+from chat.model import ChatModel
+from chat.settings import Settings
+from chat.store import ClaimedMessage, MessageStore
+
+logger = get_logger(__name__)
+INTERNAL_ERROR_MESSAGE = "Something went wrong while answering this message. Please send it again."
+
+
+class Outcome(enum.Enum):
+    ANSWERED = "answered"
+    FAILED = "failed"
+    NOT_CLAIMED = "not_claimed"  # someone else has it, or it is already settled
+    DEFERRED = "deferred"  # the store was unreachable; the lease will expire and the sweep retries
+
+
+class ReplyPipeline:
+    def __init__(
+        self,
+        settings: Settings,
+        store: MessageStore,
+        model: ChatModel,
+        on_settled: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.model = model
+        self.on_settled = on_settled
+
+    def answer(self, message_id: str) -> Outcome:
+        with structlog.contextvars.bound_contextvars(message_id=message_id):
+            try:
+                claim = self.store.claim_message(message_id, self.settings.lease_seconds, self.settings.max_attempts)
+            except StoreUnavailable as error:
+                logger.warning("could not claim message", reason=str(error))
+                return Outcome.DEFERRED
+            if claim is None:
+                logger.info("message not claimable; skipped")
+                self._settled(message_id)
+                return Outcome.NOT_CLAIMED
+            with structlog.contextvars.bound_contextvars(conversation_id=claim.conversation_id, attempt=claim.attempt):
+                return self._answer_claimed(claim)
+
+    def _answer_claimed(self, claim: ClaimedMessage) -> Outcome:
+        try:
+            outcome = self._generate_and_store(claim)
+        except StoreUnavailable as error:
+            logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
+            return Outcome.DEFERRED
+        except ModelError as error:
+            logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
+            outcome = self._fail(claim.message_id, error.user_message)
+        except Exception:
+            logger.exception("unexpected error answering message; marking it failed")
+            outcome = self._fail(claim.message_id, INTERNAL_ERROR_MESSAGE)
+        self._settled(claim.message_id)
+        return outcome
+
+    def _generate_and_store(self, claim: ClaimedMessage) -> Outcome:
+        history = self.store.fetch_context(
+            claim.message_id,
+            history_budget(self.settings.context_token_budget, claim.system_prompt),
+            self.settings.context_max_messages,
+        )
+        model_name = claim.model or self.settings.openai_model
+        reply = self.model.complete(build_prompt(claim.system_prompt, history), model_name)
+        reply_id = self.store.complete_message(
+            claim.message_id, reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens
+        )
+        logger.info("message answered", reply_id=reply_id, model=reply.model, context_messages=len(history))
+        return Outcome.ANSWERED
+
+    def _fail(self, message_id: str, user_message: str) -> Outcome:
+        try:
+            self.store.fail_message(message_id, user_message)
+        except StoreUnavailable as error:
+            logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
+            return Outcome.DEFERRED
+        return Outcome.FAILED
+
+    def _settled(self, message_id: str) -> None:
+        if self.on_settled is not None:
+            self.on_settled(message_id)

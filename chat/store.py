@@ -1,0 +1,103 @@
+"""The store adapter: the pipeline's SQL functions, called through supabase-py's .rpc() with
+the service role. One shared client is safe across threads because its auth never changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from postgrest.exceptions import APIError
+
+from chat.errors import StoreUnavailable
+from chat.settings import Settings
+from supabase import Client, ClientOptions, create_client
+
+STORE_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    message_id: str
+    conversation_id: str
+    user_id: str
+    attempt: int
+    system_prompt: str | None
+    model: str | None
+
+
+def service_client(settings: Settings) -> Client:
+    return create_client(
+        settings.supabase_url,
+        settings.supabase_service_role_key.get_secret_value(),
+        options=ClientOptions(
+            auto_refresh_token=False, persist_session=False, postgrest_client_timeout=STORE_TIMEOUT_SECONDS
+        ),
+    )
+
+
+class MessageStore:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    def claim_message(self, message_id: str, lease_seconds: int, max_attempts: int) -> ClaimedMessage | None:
+        row = self._rpc(
+            "claim_message", {"message_id": message_id, "lease_seconds": lease_seconds, "max_attempts": max_attempts}
+        )
+        if not row:
+            return None
+        return ClaimedMessage(
+            message_id=row["message_id"],
+            conversation_id=row["conversation_id"],
+            user_id=row["user_id"],
+            attempt=row["attempt"],
+            system_prompt=row.get("system_prompt"),
+            model=row.get("model"),
+        )
+
+    def fetch_context(self, message_id: str, token_budget: int, max_messages: int) -> list[dict[str, str]]:
+        rows = self._rpc(
+            "fetch_message_context",
+            {"message_id": message_id, "token_budget": token_budget, "max_messages": max_messages},
+        )
+        return list(rows or [])
+
+    def complete_message(
+        self, message_id: str, content: str, model: str, prompt_tokens: int | None, completion_tokens: int | None
+    ) -> str | None:
+        reply_id = self._rpc(
+            "complete_message",
+            {
+                "message_id": message_id,
+                "content": content,
+                "model": model,
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+            },
+        )
+        return str(reply_id) if reply_id else None
+
+    def fail_message(self, message_id: str, error: str) -> bool:
+        return bool(self._rpc("fail_message", {"message_id": message_id, "error": error}))
+
+    def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]:
+        rows = self._rpc(
+            "list_stalled_messages", {"pending_grace_seconds": pending_grace_seconds, "max_count": max_count}
+        )
+        return [row["id"] for row in rows or []]
+
+    def _rpc(self, function: str, params: dict[str, Any]) -> Any:
+        try:
+            return self.client.rpc(function, params).execute().data
+        except httpx.HTTPError as error:
+            raise StoreUnavailable(f"Supabase unreachable during {function}: {type(error).__name__}") from error
+        except APIError as error:
+            if _is_server_side(error):
+                raise StoreUnavailable(f"Supabase failed during {function}: {error.message}") from error
+            raise
+
+
+def _is_server_side(error: APIError) -> bool:
+    """PostgREST gateway or database trouble, as opposed to a request we got wrong."""
+    code = str(error.code or "")
+    return code.startswith(("08", "53", "57", "PGRST0")) or code in {"503", "502", "504", "40001", "40P01"}

@@ -1,0 +1,65 @@
+"""Start-up refuses a bad environment with a message that names every variable to fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat.settings import ConfigurationError, load_settings
+
+VALID = {
+    "supabase_url": "http://127.0.0.1:54321",
+    "supabase_service_role_key": "service-key",
+    "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    "openai_api_key": "sk-test",
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [*VALID, "openai_base_url", "lease_seconds", "app_env", "log_format"]:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_valid_settings_load_with_defaults() -> None:
+    settings = load_settings(VALID)
+    assert settings.openai_model == "gpt-4o-mini"
+    assert settings.effective_log_format == "console"
+    assert load_settings({**VALID, "app_env": "production"}).effective_log_format == "json"
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in VALID.items():
+        monkeypatch.setenv(name.upper(), value)
+    monkeypatch.setenv("OPENAI_MODEL", "llama3")
+    assert load_settings().openai_model == "llama3"
+
+
+def test_every_missing_variable_is_named() -> None:
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings({})
+    for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "WEBHOOK_SECRET", "OPENAI_API_KEY"):
+        assert f"{name} is not set" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("supabase_url", "localhost:54321", "SUPABASE_URL is invalid"),
+        ("webhook_secret", "plain-secret", "WEBHOOK_SECRET is invalid"),
+        ("worker_threads", "many", "WORKER_THREADS is invalid"),
+        ("openai_timeout_seconds", "-1", "OPENAI_TIMEOUT_SECONDS is invalid"),
+    ],
+)
+def test_malformed_variable_is_named(name: str, value: str, named: str) -> None:
+    with pytest.raises(ConfigurationError, match=named):
+        load_settings({**VALID, name: value})
+
+
+def test_lease_shorter_than_a_generation_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="LEASE_SECONDS"):
+        load_settings({**VALID, "lease_seconds": 10, "openai_timeout_seconds": 30})
+
+
+def test_secrets_never_appear_in_the_settings_repr() -> None:
+    text = repr(load_settings(VALID))
+    assert "sk-test" not in text and "MfKQ9r8G" not in text and "service-key" not in text
