@@ -7,21 +7,24 @@ import json
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
+import httpx
 import psycopg
 import pytest
 
 from devstack.keys import JwtKeys
 from devstack.migrate import prepare_database
 from devstack.postgres import LocalPostgres
+from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
 
 if TYPE_CHECKING:
     from devstack.stack import LocalStack
 
+T = TypeVar("T")
 USER_TABLES = "auth.users, public.conversations, public.messages, net.http_request_queue, net._http_response"
 
 
@@ -118,3 +121,85 @@ def user_token(keys: JwtKeys, user_id: str, lifetime: int = 3600) -> str:
         {"sub": user_id, "role": "authenticated", "aud": "authenticated", "iat": now, "exp": now + lifetime,
          "iss": keys.issuer, "email": f"{user_id}@example.test"}
     )
+
+
+# ----------------------------------------------------------------------------- the service
+
+SERVICE_TEST_SETTINGS = {
+    "APP_ENV": "test",
+    "OPENAI_MODEL": "fake-model",
+    "OPENAI_TIMEOUT_SECONDS": "1",
+    "MODEL_MAX_ATTEMPTS": "3",
+    "MODEL_RETRY_INITIAL_SECONDS": "0.02",
+    "MODEL_RETRY_MAX_SECONDS": "0.2",
+    "LEASE_SECONDS": "5",
+    "REDRIVE_INTERVAL_SECONDS": "0.5",
+    "REDRIVE_GRACE_SECONDS": "30",
+    "WEB_CONCURRENCY": "1",
+    "GUNICORN_THREADS": "8",
+    "CONTEXT_TOKEN_BUDGET": "6000",
+}
+
+
+def service_env(stack: LocalStack, **overrides: str) -> dict[str, str]:
+    return {**stack.service_environment(), **SERVICE_TEST_SETTINGS, **overrides}
+
+
+def start_service(stack: LocalStack, state_dir: Path, **overrides: str) -> ServiceProcess:
+    port = free_port()
+    return ServiceProcess(service_env(stack, **overrides), port=port, log_path=state_dir / f"service-{port}.log").start()
+
+
+@pytest.fixture(scope="session")
+def service(stack: LocalStack, state_dir: Path) -> Iterator[ServiceProcess]:
+    """The service as the Procfile starts it, for the whole session."""
+    running = start_service(stack, state_dir)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def live_service(service: ServiceProcess, stack: LocalStack) -> ServiceProcess:
+    """The session's service with the database webhook pointed at it."""
+    stack.configure_webhook(f"{service.url}/webhooks/messages")
+    return service
+
+
+class FakeModelControl:
+    """The fake model's control API, as the tests use it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def queue_faults(self, *faults: dict[str, object], match: str | None = None) -> None:
+        httpx.post(f"{self.url}/_fake/faults", json={"faults": list(faults), "match": match}).raise_for_status()
+
+    def set_latency(self, milliseconds: float) -> None:
+        httpx.post(f"{self.url}/_fake/config", json={"latency_ms": milliseconds}).raise_for_status()
+
+    def requests(self, match: str | None = None) -> list[dict[str, object]]:
+        params = {"match": match} if match else {}
+        return list(httpx.get(f"{self.url}/_fake/requests", params=params).json()["requests"])
+
+    def reset(self) -> None:
+        httpx.post(f"{self.url}/_fake/reset").raise_for_status()
+
+
+@pytest.fixture
+def fake_model(stack: LocalStack) -> Iterator[FakeModelControl]:
+    assert stack.fake_model is not None
+    control = FakeModelControl(stack.fake_model.url)
+    control.reset()
+    yield control
+    control.reset()
+
+
+def wait_until(predicate: Callable[[], T], deadline_seconds: float = 10.0, interval: float = 0.02) -> T:
+    """Poll until `predicate` returns something truthy; fail with its last value at the deadline."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            assert value, f"condition not met within {deadline_seconds} s (last value: {value!r})"
+            return value
+        time.sleep(interval)

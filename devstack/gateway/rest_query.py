@@ -10,9 +10,8 @@ exactly as it does for PostgREST, and a bad value is Postgres' own 22P02, not ou
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from psycopg import sql
 
@@ -71,7 +70,7 @@ class Logic:
     negated: bool = False
 
 
-Condition = Union[Filter, Logic]
+Condition = Filter | Logic
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,6 @@ class ReadPlan:
 
 
 STAR = (SelectItem(None),)
-RESERVED_PARAMS = {"select", "order", "limit", "offset", "on_conflict", "columns", "and", "or", "not.and", "not.or"}
 
 # --- tokenising ---------------------------------------------------------------------------
 
@@ -133,6 +131,8 @@ _BARE_NAME = re.compile(r'^[^,.:()"*\s]+$')
 
 def field_name(text: str, what: str) -> str:
     """A column name as PostgREST reads it: bare or double-quoted; JSON paths are refused."""
+    if "\x00" in text:  # libpq would silently cut the identifier at the NUL
+        raise parse_error(what, text.replace("\x00", "\\0"), "column names cannot contain NUL")
     if len(text) >= 2 and text[0] == text[-1] == '"':
         return unquote(text)
     if "->" in text or "::" in text or not _BARE_NAME.match(text):
@@ -157,7 +157,7 @@ def parse_select(text: str | None) -> tuple[SelectItem, ...]:
         alias, column = None, item
         match = re.match(r'^("(?:[^"\\]|\\.)*"|[^":]+):(?!:)(.+)$', item)
         if match:
-            alias, column = unquote(match.group(1)), match.group(2)
+            alias, column = field_name(match.group(1), "select parameter"), match.group(2)
         items.append(SelectItem(field_name(column, "select parameter"), alias))
     return tuple(items)
 
@@ -219,18 +219,23 @@ def parse_filter(column: str, expression: str, *, in_logic_tree: bool = False) -
     return Filter(name, operator, value, negated, language)
 
 
-def parse_logic(key: str, value: str) -> Logic:
+MAX_LOGIC_DEPTH = 16
+
+
+def parse_logic(key: str, value: str, depth: int = 0) -> Logic:
     """`or=(a.eq.1,and(b.gt.2,c.is.null))`, `not.and=(...)`: PostgREST's logic trees."""
     negated = key.startswith("not.")
-    conjunction = key.removeprefix("not.") if hasattr(key, "removeprefix") else key[4:] if negated else key
+    conjunction = key[4:] if negated else key
     if not (value.startswith("(") and value.endswith(")")) or value == "()":
         raise parse_error("logic tree", value, "expecting (condition,...)")
+    if depth >= MAX_LOGIC_DEPTH:  # a bound on recursion here and in rendering, not a PostgREST rule
+        raise parse_error("logic tree", value, f"nested deeper than {MAX_LOGIC_DEPTH} levels")
     children: list[Condition] = []
     for raw in split_top_level(value[1:-1]):
         part = raw.strip()
         nested = re.match(r"^(not\.)?(and|or)(\(.*\))$", part, re.DOTALL)
         if nested:
-            children.append(parse_logic((nested.group(1) or "") + nested.group(2), nested.group(3)))
+            children.append(parse_logic((nested.group(1) or "") + nested.group(2), nested.group(3), depth + 1))
             continue
         column = re.match(r'^("(?:[^"\\]|\\.)*"|[^".]+)\.(.*)$', part, re.DOTALL)
         if not column:
@@ -245,12 +250,12 @@ def parse_count(name: str, text: str) -> int:
     return int(text)
 
 
-def parse_read_plan(params: list[tuple[str, str]], skip: frozenset[str] = frozenset()) -> ReadPlan:
-    """The read half of a query string; `skip` names params consumed elsewhere (rpc args)."""
+def parse_read_plan(params: list[tuple[str, str]]) -> ReadPlan:
+    """Everything in a query string but the write-only params: select, filters, order, page."""
     values = dict(params)
     conditions: list[Condition] = []
     for key, value in params:
-        if key in skip or key in ("select", "order", "limit", "offset", "on_conflict", "columns"):
+        if key in ("select", "order", "limit", "offset", "on_conflict", "columns"):
             continue
         if key in ("and", "or", "not.and", "not.or"):
             conditions.append(parse_logic(key, value))
@@ -319,21 +324,24 @@ def render_condition(condition: Condition, qualifier: sql.Composable, bind: Bind
 
 
 def _render_filter(f: Filter, column: sql.Composable, bind: Binder) -> sql.Composable:
-    if f.operator == "in":
-        if not f.value:
-            return sql.SQL("false")
-        return sql.SQL("{} in ({})").format(column, sql.SQL(", ").join(bind(v) for v in f.value))
-    assert isinstance(f.value, str)
+    if isinstance(f.value, tuple):  # in.(...)
+        # One untyped array literal, as PostgREST sends it: Postgres reads it as an array of the
+        # column's type, and a list of any length is still one parameter.
+        return sql.SQL("{} = any({})").format(column, bind(array_literal(f.value)))
     if f.operator == "is":
         return sql.SQL("({} {})").format(column, sql.SQL(IS_VALUES[f.value.lower()]))
     if f.operator in FTS_FUNCTIONS:
         function = sql.SQL("pg_catalog." + FTS_FUNCTIONS[f.operator])
-        args = [bind(f.language), bind(f.value)] if f.language else [bind(f.value)]
-        if f.language:
-            args[0] = sql.SQL("{}::regconfig").format(args[0])
-        return sql.SQL("{} @@ {}({})").format(column, function, sql.SQL(", ").join(args))
+        config = sql.SQL("{}::regconfig, ").format(bind(f.language)) if f.language else sql.SQL("")
+        return sql.SQL("{} @@ {}({}{})").format(column, function, config, bind(f.value))
     value = f.value.replace("*", "%") if f.operator in ("like", "ilike") else f.value
     return sql.SQL("{} {} {}").format(column, sql.SQL(OPERATORS[f.operator]), bind(value))
+
+
+def array_literal(values: tuple[str, ...]) -> str:
+    """A Postgres array literal with every element quoted: `{"a","b \\"c\\""}`."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
 
 
 def where_clause(conditions: tuple[Condition, ...], qualifier: sql.Composable, bind: Binder) -> sql.Composable:
@@ -376,7 +384,7 @@ def read_statement(
     *,
     count: bool,
     body: BodyShape,
-    prelude: sql.Composable = sql.SQL(""),
+    prelude: sql.Composable | None = None,
 ) -> sql.Composed:
     """One SELECT answering (total or null, rows on this page, body) like PostgREST's reads."""
     filtered = sql.SQL("from {}{}").format(source, where_clause(plan.where, qualifier, bind))
@@ -406,4 +414,169 @@ def returning_clause(items: tuple[SelectItem, ...] | None, qualifier: sql.Compos
     return sql.SQL(" returning ") + select_list(items, qualifier)
 
 
-Renderer = Callable[[Condition, sql.Composable, Binder], sql.Composable]
+# --- writes and calls ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    """A table or view of the exposed schema, as the schema cache read it from the catalog."""
+
+    name: str
+    columns: dict[str, str | None]  # column -> its DEFAULT expression (catalog text) or None
+    primary_key: tuple[str, ...]
+
+    @property
+    def ident(self) -> sql.Composable:
+        return sql.Identifier("public", self.name)
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    type: str  # format_type() of the declared type: catalog text, never request text
+    has_default: bool
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    name: str
+    arguments: tuple[Argument, ...]
+    returns: str  # "void" | "scalar" | "composite"
+    returns_set: bool
+
+    @property
+    def ident(self) -> sql.Composable:
+        return sql.Identifier("public", self.name)
+
+
+@dataclass(frozen=True)
+class Upsert:
+    target: tuple[str, ...]  # the ON CONFLICT columns
+    ignore: bool  # resolution=ignore-duplicates
+
+
+def catalog_text(text: str) -> sql.Composable:
+    """SQL the catalog wrote (a DEFAULT expression, a type name): trusted, but `%` must be
+    doubled since the statement carries placeholders."""
+    return sql.SQL(text.replace("%", "%%"))
+
+
+def parse_columns(text: str) -> list[str]:
+    """`columns=a,"b c"` (and on_conflict=): a list of column names."""
+    return [field_name(part.strip(), "columns parameter") for part in split_top_level(text) if part.strip()]
+
+
+def insert_statement(
+    table: TableInfo,
+    columns: list[str],
+    rows_json: str,
+    bind: Binder,
+    *,
+    missing_default: bool,
+    upsert: Upsert | None,
+    returning: tuple[SelectItem, ...] | None,
+    body: BodyShape,
+) -> sql.Composed:
+    """INSERT from the JSON array in one bind parameter, typed by the table's own row type.
+
+    With a column list from the payload's keys, a column nobody sent takes its DEFAULT (that
+    is how `user_id` becomes auth.uid()). With `columns=` and some rows lacking a key, that
+    row gets NULL there, as in PostgREST, unless `Prefer: missing=default` asks for the
+    column's default expression instead.
+    """
+    target, rows = table.ident, bind(rows_json)
+    if not columns:
+        source: sql.Composable = sql.SQL("select from pg_catalog.jsonb_array_elements({}::jsonb)").format(rows)
+    elif missing_default:
+        cells = [
+            sql.SQL("case when _pgrst_row.value ? {} then _pgrst_rec.{} else {} end").format(
+                bind(c), sql.Identifier(c), catalog_text(table.columns.get(c) or "null")
+            )
+            for c in columns
+        ]
+        source = sql.SQL(
+            "select {} from pg_catalog.jsonb_array_elements({}::jsonb) as _pgrst_row, "
+            "pg_catalog.jsonb_populate_record(null::{}, _pgrst_row.value) as _pgrst_rec"
+        ).format(sql.SQL(", ").join(cells), rows, target)
+    else:
+        source = sql.SQL("select {} from pg_catalog.jsonb_populate_recordset(null::{}, {}::jsonb) as _pgrst_rec").format(
+            select_list(tuple(SelectItem(c) for c in columns), sql.Identifier("_pgrst_rec")), target, rows
+        )
+    column_list = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns))) if columns else sql.SQL("")
+    statement = sql.SQL("insert into {}{} {}").format(target, column_list, source)
+    if upsert is not None:
+        statement += _on_conflict(upsert, columns)
+    return mutation_statement(statement + returning_clause(returning, target), body)
+
+
+def _on_conflict(upsert: Upsert, columns: list[str]) -> sql.Composable:
+    target = sql.SQL("({}) ").format(sql.SQL(", ").join(map(sql.Identifier, upsert.target))) if upsert.target else sql.SQL("")
+    if upsert.ignore or not columns:
+        return sql.SQL(" on conflict {}do nothing").format(target)
+    assignments = sql.SQL(", ").join(sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in columns)
+    return sql.SQL(" on conflict {}do update set {}").format(target, assignments)
+
+
+def update_statement(
+    table: TableInfo,
+    columns: list[str],
+    row_json: str,
+    plan: ReadPlan,
+    bind: Binder,
+    *,
+    returning: tuple[SelectItem, ...] | None,
+    body: BodyShape,
+) -> sql.Composed:
+    """UPDATE ... SET (cols) = (the JSON object read as the table's row type) WHERE filters."""
+    target = table.ident
+    record = sql.SQL("select {} from pg_catalog.jsonb_populate_record(null::{}, {}::jsonb) as _pgrst_rec").format(
+        select_list(tuple(SelectItem(c) for c in columns), sql.Identifier("_pgrst_rec")), target, bind(row_json)
+    )
+    statement = sql.SQL("update {} set ({}) = ({}){}").format(
+        target, sql.SQL(", ").join(map(sql.Identifier, columns)), record, where_clause(plan.where, target, bind)
+    )
+    return mutation_statement(statement + returning_clause(returning, target), body)
+
+
+def delete_statement(
+    table: TableInfo, plan: ReadPlan, bind: Binder, *, returning: tuple[SelectItem, ...] | None, body: BodyShape
+) -> sql.Composed:
+    target = table.ident
+    statement = sql.SQL("delete from {}{}").format(target, where_clause(plan.where, target, bind))
+    return mutation_statement(statement + returning_clause(returning, target), body)
+
+
+def call_source(function: FunctionInfo, given: list[str], args_json: str, bind: Binder) -> sql.Composable:
+    """`jsonb_to_record($1) as _pgrst_args(a uuid, ...), public.fn(a => _pgrst_args.a, ...)`.
+
+    Only the arguments the client sent are passed, so the others take the function's defaults;
+    each is converted to its declared type by Postgres itself (arrays and json included).
+    """
+    declared = {a.name: a.type for a in function.arguments}
+    named = sql.SQL(", ").join(sql.SQL("{0} => _pgrst_args.{0}").format(sql.Identifier(a)) for a in given)
+    call = sql.SQL("{}({})").format(function.ident, named)
+    if not given:
+        return call
+    definitions = sql.SQL(", ").join(sql.SQL("{} {}").format(sql.Identifier(a), catalog_text(declared[a])) for a in given)
+    return sql.SQL("pg_catalog.jsonb_to_record({}::jsonb) as _pgrst_args({}), {}").format(bind(args_json), definitions, call)
+
+
+def rpc_statement(
+    function: FunctionInfo, source: sql.Composable, plan: ReadPlan, bind: Binder, *, count: bool, body: BodyShape
+) -> sql.Composed:
+    """Call once (a MATERIALIZED CTE), then shape the result like a read of a table."""
+    if function.returns == "composite":
+        prelude = sql.SQL("with _pgrst_call as materialized (select _pgrst_fn.* from {} as _pgrst_fn), ").format(source)
+        call = sql.Identifier("_pgrst_call")
+        return read_statement(call, call, plan, bind, count=count, body=body, prelude=prelude)
+    if function.returns == "void":
+        return sql.SQL("select null::bigint, 0::bigint, null::text from {} as _pgrst_fn").format(source)
+    if not function.returns_set:
+        return sql.SQL(
+            "select null::bigint, 1::bigint, pg_catalog.to_json(_pgrst_fn.pgrst_scalar)::text from {} as _pgrst_fn(pgrst_scalar)"
+        ).format(source)
+    return sql.SQL(
+        "with _pgrst_call as materialized (select _pgrst_fn.pgrst_scalar from {} as _pgrst_fn(pgrst_scalar)) "
+        "select pg_catalog.count(*), pg_catalog.count(*), "
+        "coalesce(pg_catalog.json_agg(_pgrst_call.pgrst_scalar), '[]')::text from _pgrst_call"
+    ).format(source)
