@@ -27,12 +27,15 @@ class ClaimedMessage:
 
 
 def service_client(settings: Settings) -> Client:
+    """One client per process: its pooled connections are shared by every worker thread."""
+    http = httpx.Client(
+        timeout=STORE_TIMEOUT_SECONDS,
+        limits=httpx.Limits(max_connections=settings.worker_threads + 32, max_keepalive_connections=32),
+    )
     return create_client(
         settings.supabase_url,
         settings.supabase_service_role_key.get_secret_value(),
-        options=ClientOptions(
-            auto_refresh_token=False, persist_session=False, postgrest_client_timeout=STORE_TIMEOUT_SECONDS
-        ),
+        options=ClientOptions(auto_refresh_token=False, persist_session=False, httpx_client=http),
     )
 
 

@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from devstack.service_process import procfile_command
+from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack, StackConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +45,15 @@ def main() -> int:
               flush=True)
     if args.no_service:
         return _wait_forever(stack, None)
-    service = subprocess.Popen(procfile_command(), cwd=REPO_ROOT, env=env)
-    print(f"\nService starting on http://{SERVICE_BIND} (stack ready in {time.monotonic() - started:.1f} s)",
+    print(f"\nStack ready in {time.monotonic() - started:.1f} s; starting the service as the Procfile says.", flush=True)
+    host, _, port = SERVICE_BIND.partition(":")
+    service = ServiceProcess(env, host=host, port=int(port)).start()
+    print(f"Service ready on http://{SERVICE_BIND} ({time.monotonic() - started:.1f} s after start). Ctrl-C stops all.",
           flush=True)
     return _wait_forever(stack, service)
 
 
-def _wait_forever(stack: LocalStack, service: subprocess.Popen[bytes] | None) -> int:
+def _wait_forever(stack: LocalStack, service: ServiceProcess | None) -> int:
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -63,14 +64,13 @@ def _wait_forever(stack: LocalStack, service: subprocess.Popen[bytes] | None) ->
     signal.signal(signal.SIGTERM, stop)
     code = 0
     while not stopping:
-        if service is not None and service.poll() is not None:
-            code = service.returncode or 1
-            print(f"service exited with {service.returncode}", file=sys.stderr)
+        if service is not None and service.exited():
+            code = service.stop() or 1
+            print(f"service exited with {code}", file=sys.stderr)
             break
         time.sleep(0.2)
-    if service is not None and service.poll() is None:
-        service.send_signal(signal.SIGTERM)
-        service.wait(timeout=35)
+    if service is not None:
+        service.stop()
     stack.stop()
     return code
 

@@ -42,7 +42,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env, "BIND": f"{self.host}:{self.port}"}
         # The Procfile names `gunicorn`: find the one installed beside this interpreter.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        output = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
+        output = self.log_path.open("ab") if self.log_path else None  # None: share our terminal
         self.process = subprocess.Popen(
             procfile_command(), cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -61,6 +61,9 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         return self.process.returncode
+
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def kill(self) -> None:
         """SIGKILL the whole process group: a crash, with no chance to clean up."""

@@ -4,6 +4,7 @@ model), on free ports; every test leaves the database as it found it."""
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 import uuid
@@ -29,8 +30,10 @@ USER_TABLES = "auth.users, public.conversations, public.messages, net.http_reque
 
 
 @pytest.fixture(scope="session")
-def state_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ai-chat-test-"))
+def state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ai-chat-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
