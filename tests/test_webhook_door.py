@@ -84,7 +84,9 @@ def test_signed_but_invalid_payload_is_400(service: ServiceProcess, stack: Local
     assert response.json()["error"]["code"] == "invalid_payload"
 
 
-@pytest.mark.parametrize(("role", "changes"), [("assistant", {}), ("user", {"type": "UPDATE"}), ("user", {"table": "conversations"})])
+@pytest.mark.parametrize(
+    ("role", "changes"), [("assistant", {}), ("user", {"type": "UPDATE"}), ("user", {"table": "conversations"})]
+)
 def test_events_other_than_new_user_messages_are_ignored(
     service: ServiceProcess, stack: LocalStack, db: psycopg.Connection, fake_model: FakeModelControl,
     role: str, changes: dict[str, str],
