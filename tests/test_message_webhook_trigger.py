@@ -34,12 +34,15 @@ def conversation(db: psycopg.Connection) -> tuple[str, str]:
 
 
 @pytest.fixture
-def configured(db: psycopg.Connection) -> Iterator[str]:
-    """Webhook configured to a closed port; the delivery worker is not involved here."""
+def configured(db: psycopg.Connection, stack: LocalStack) -> Iterator[str]:
+    """Webhook configured to a closed port, with delivery paused so the queue can be read."""
+    assert stack.pgnet is not None
+    stack.pgnet.faults.paused = True
     secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     db.execute("select private.configure_message_webhook('http://127.0.0.1:9/hook', %s)", (secret,))
     yield secret
     db.execute("delete from private.webhook_config")
+    stack.pgnet.faults.paused = False
 
 
 def insert_user_message(db: psycopg.Connection, user: str, conversation_id: str, content: str = "hi") -> str:
