@@ -30,3 +30,42 @@ class StoreUnavailable(ChatError):
 
 class ConversationNotFound(ChatError):
     """No such conversation, or not the caller's: the two are deliberately indistinguishable."""
+
+
+class InvalidCredentials(ChatError):
+    """Supabase refused the caller's token although we accepted it (revoked, clock skew)."""
+
+
+class InvalidRequest(ChatError):
+    """The request is well-formed JSON but asks for something impossible (e.g. an unknown cursor)."""
+
+
+class DuplicateClientMessage(ChatError):
+    """A message with this client_message_id exists already: the caller is retrying."""
+
+
+class ClientMessageConflict(ChatError):
+    """The client_message_id was already used for a message in another conversation."""
+
+
+class RateLimited(ChatError):
+    def __init__(self, retry_after_seconds: int) -> None:
+        super().__init__(f"rate limited for {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds
+
+
+class ReplyFailed(ChatError):
+    """The pipeline gave up on the message; `error` is the reason stored on the row."""
+
+    def __init__(self, message_id: str, error: str) -> None:
+        super().__init__(error)
+        self.message_id = message_id
+        self.error = error
+
+
+class ReplyTimeout(ChatError):
+    """No reply yet within the wait; the message is kept and its reply can be fetched later."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(f"no reply to {message_id} yet")
+        self.message_id = message_id

@@ -20,7 +20,8 @@ class ConfigurationError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+    # Empty variables count as unset, so a copied .env.example with blanks starts.
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True)
 
     app_env: Literal["development", "production", "test"] = "development"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -28,8 +29,9 @@ class Settings(BaseSettings):
 
     supabase_url: str
     supabase_service_role_key: SecretStr
-    supabase_anon_key: SecretStr | None = None
+    supabase_anon_key: SecretStr
     supabase_jwt_secret: SecretStr | None = None
+    jwks_cache_seconds: int = Field(300, ge=0)
 
     webhook_secret: SecretStr
     webhook_tolerance_seconds: int = Field(300, ge=1, le=300)
@@ -46,6 +48,13 @@ class Settings(BaseSettings):
 
     context_token_budget: int = Field(6000, ge=100)
     context_max_messages: int = Field(200, ge=1, le=1000)
+
+    api_max_body_bytes: int = Field(64 * 1024, ge=1024)
+    chat_reply_timeout_seconds: float = Field(60.0, gt=0)
+    chat_poll_interval_seconds: float = Field(0.2, gt=0)
+    rate_limit_requests: int = Field(30, ge=0)  # per user per window; 0 turns the limit off
+    rate_limit_window_seconds: int = Field(60, ge=1)
+    cors_origins: str = ""  # comma-separated; empty means * in development, required in production
 
     worker_threads: int = Field(8, ge=1, le=256)
     worker_queue_size: int = Field(64, ge=0)
@@ -69,6 +78,11 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def allowed_origins(self) -> list[str]:
+        origins = [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        return origins or (["*"] if self.app_env != "production" else [])
+
+    @property
     def effective_log_format(self) -> str:
         return self.log_format or ("json" if self.app_env == "production" else "console")
 
@@ -85,6 +99,11 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
         settings = Settings(**dict(overrides or {}))
     except ValidationError as error:
         raise ConfigurationError(_describe(error)) from None
+    if settings.app_env == "production" and not settings.allowed_origins:
+        raise ConfigurationError(
+            "CORS_ORIGINS is not set: in production list the origins allowed to call the API "
+            "(comma-separated, e.g. https://app.example.com)."
+        )
     if settings.lease_seconds < settings.model_lease_budget_seconds:
         raise ConfigurationError(
             f"LEASE_SECONDS={settings.lease_seconds} is shorter than one generation may take with retries "

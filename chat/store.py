@@ -26,12 +26,16 @@ class ClaimedMessage:
     model: str | None
 
 
-def service_client(settings: Settings) -> Client:
-    """One client per process: its pooled connections are shared by every worker thread."""
-    http = httpx.Client(
+def shared_http_client(settings: Settings) -> httpx.Client:
+    """One pool of connections to Supabase per process, shared by every thread."""
+    return httpx.Client(
         timeout=STORE_TIMEOUT_SECONDS,
-        limits=httpx.Limits(max_connections=settings.worker_threads + 32, max_keepalive_connections=32),
+        limits=httpx.Limits(max_connections=settings.worker_threads + 64, max_keepalive_connections=64),
     )
+
+
+def service_client(settings: Settings, http: httpx.Client) -> Client:
+    """The service-role client. Its auth never changes, so every thread may share it."""
     return create_client(
         settings.supabase_url,
         settings.supabase_service_role_key.get_secret_value(),
@@ -87,6 +91,19 @@ class MessageStore:
         rows = self._rpc(
             "list_stalled_messages", {"pending_grace_seconds": pending_grace_seconds, "max_count": max_count}
         )
+        return [row["id"] for row in rows or []]
+
+    def ping(self) -> None:
+        """One cheap request that needs Supabase, its database and our schema to all answer."""
+        try:
+            self.client.table("conversations").select("id").limit(1).execute()
+        except httpx.HTTPError as error:
+            raise StoreUnavailable(f"Supabase unreachable: {type(error).__name__}") from error
+        except APIError as error:
+            raise StoreUnavailable(f"Supabase answered with an error: {error.code} {error.message}") from error
+
+    def settled_messages(self, message_ids: list[str]) -> list[str]:
+        rows = self._rpc("settled_messages", {"message_ids": message_ids})
         return [row["id"] for row in rows or []]
 
     def _rpc(self, function: str, params: dict[str, Any]) -> Any:

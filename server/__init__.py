@@ -8,8 +8,13 @@ from typing import Any
 
 import structlog
 from flask import Flask, Response, request
+from flask_cors import CORS
 
+from api.auth import TokenVerifier
+from api.chat import chat_api
+from api.conversations import conversations_api
 from api.health import health
+from api.openapi import openapi
 from chat.logging import configure_logging
 from chat.service import ChatService
 from chat.settings import Settings, load_settings
@@ -29,10 +34,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start_back
     app.config["SETTINGS"] = settings
     service = ChatService.from_settings(settings)
     app.extensions["chat"] = service
+    app.extensions["token_verifier"] = TokenVerifier(settings)
     _bind_request_id(app)
     register_error_handlers(app)
-    app.register_blueprint(health)
-    app.register_blueprint(webhook)
+    for blueprint in (health, webhook, chat_api, conversations_api, openapi):
+        app.register_blueprint(blueprint)
+    CORS(app, resources={r"/api/*": {"origins": settings.allowed_origins}},
+         expose_headers=["X-Request-ID", "Retry-After"])
     if start_background:
         service.start()
     return app

@@ -10,8 +10,9 @@ from chat.logging import get_logger
 logger = get_logger(__name__)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    response = jsonify(error={"code": code, "message": message})
+def error_response(status: int, code: str, message: str, **details: str) -> Response:
+    """`details` add fields a caller needs to act, e.g. the message_id to fetch a reply later."""
+    response = jsonify(error={"code": code, "message": message, **details})
     response.status_code = status
     return response
 

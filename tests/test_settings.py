@@ -9,6 +9,7 @@ from chat.settings import ConfigurationError, load_settings
 VALID = {
     "supabase_url": "http://127.0.0.1:54321",
     "supabase_service_role_key": "service-key",
+    "supabase_anon_key": "anon-key",
     "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "openai_api_key": "sk-test",
 }
@@ -16,7 +17,7 @@ VALID = {
 
 @pytest.fixture(autouse=True)
 def _no_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [*VALID, "openai_base_url", "lease_seconds", "app_env", "log_format"]:
+    for name in [*VALID, "openai_base_url", "lease_seconds", "app_env", "log_format", "cors_origins"]:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
@@ -24,7 +25,8 @@ def test_valid_settings_load_with_defaults() -> None:
     settings = load_settings(VALID)
     assert settings.openai_model == "gpt-4o-mini"
     assert settings.effective_log_format == "console"
-    assert load_settings({**VALID, "app_env": "production"}).effective_log_format == "json"
+    production = load_settings({**VALID, "app_env": "production", "cors_origins": "https://app.example"})
+    assert production.effective_log_format == "json"
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -37,7 +39,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 def test_every_missing_variable_is_named() -> None:
     with pytest.raises(ConfigurationError) as raised:
         load_settings({})
-    for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "WEBHOOK_SECRET", "OPENAI_API_KEY"):
+    for name in ("SUPABASE_URL", "SUPABASE_SERVICE_ROLE_KEY", "SUPABASE_ANON_KEY", "WEBHOOK_SECRET", "OPENAI_API_KEY"):
         assert f"{name} is not set" in str(raised.value)
 
 
@@ -63,3 +65,20 @@ def test_lease_shorter_than_a_generation_is_refused() -> None:
 def test_secrets_never_appear_in_the_settings_repr() -> None:
     text = repr(load_settings(VALID))
     assert "sk-test" not in text and "MfKQ9r8G" not in text and "service-key" not in text
+
+
+def test_production_requires_cors_origins() -> None:
+    with pytest.raises(ConfigurationError, match="CORS_ORIGINS"):
+        load_settings({**VALID, "app_env": "production"})
+    settings = load_settings({**VALID, "app_env": "production", "cors_origins": "https://a.example, https://b.example"})
+    assert settings.allowed_origins == ["https://a.example", "https://b.example"]
+    assert load_settings(VALID).allowed_origins == ["*"]
+
+
+def test_blank_optional_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in VALID.items():
+        monkeypatch.setenv(name.upper(), value)
+    for name in ("OPENAI_BASE_URL", "REPLY_MAX_TOKENS", "LOG_FORMAT"):
+        monkeypatch.setenv(name, "")
+    settings = load_settings()
+    assert (settings.openai_base_url, settings.reply_max_tokens, settings.log_format) == (None, None, None)

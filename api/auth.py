@@ -1,0 +1,81 @@
+"""Who is calling: a Supabase access token, verified here before anything else happens.
+
+Asymmetric tokens are checked against the project's JWKS (cached; fetched again when a token
+names a key id we have not seen, which is how key rotation shows up), and HS256 tokens against
+the legacy JWT secret if the project still has one. Algorithms are pinned per key type, and
+exp, aud ("authenticated") and iss (the project's auth URL) are all required."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from flask import request
+
+from chat.errors import StoreUnavailable
+from chat.settings import Settings
+
+ASYMMETRIC_ALGORITHMS = ("ES256", "RS256", "EdDSA")
+AUDIENCE = "authenticated"
+
+
+class InvalidToken(Exception):
+    """No usable bearer token: missing, malformed, forged, expired or for another audience."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: str
+    access_token: str
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self.issuer = f"{settings.supabase_url}/auth/v1"
+        self.jwks = jwt.PyJWKClient(
+            f"{self.issuer}/.well-known/jwks.json",
+            cache_keys=True,
+            lifespan=max(settings.jwks_cache_seconds, 1),
+            timeout=5,
+        )
+        self.legacy_secret = settings.supabase_jwt_secret.get_secret_value() if settings.supabase_jwt_secret else None
+
+    def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+            algorithm = header.get("alg")
+            key = self._key_for(algorithm, header.get("kid"))
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[str(algorithm)],
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", "aud", "iss"]},
+            )
+        except jwt.PyJWKClientConnectionError as error:
+            raise StoreUnavailable("the project's JWKS could not be fetched") from error
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The access token has expired; sign in again.") from None
+        except (jwt.PyJWTError, ValueError) as error:
+            raise InvalidToken(f"The access token is not valid: {error}") from None
+        if claims.get("role") != "authenticated":
+            raise InvalidToken("The access token is not a signed-in user's token.")
+        return Caller(user_id=str(claims["sub"]), access_token=token)
+
+    def _key_for(self, algorithm: object, key_id: object) -> Any:
+        if algorithm in ASYMMETRIC_ALGORITHMS:
+            if not isinstance(key_id, str):
+                raise InvalidToken("The access token names no signing key.")
+            return self.jwks.get_signing_key(key_id).key
+        if algorithm == "HS256" and self.legacy_secret:
+            return self.legacy_secret
+        raise InvalidToken(f"Tokens signed with {algorithm!r} are not accepted.")
+
+
+def bearer_token() -> str:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Send the Supabase access token as 'Authorization: Bearer <token>'.")
+    return token.strip()

@@ -1,0 +1,59 @@
+"""POST /api/chat/<conversation_id> and its history: the synchronous door for callers without
+Realtime. Authenticate, validate, hand to the domain, shape the answer."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import Forbidden
+
+from api.auth import Caller, bearer_token
+from api.errors import register_api_errors
+from api.requests import conversation_id_from_path, json_body, query
+from api.schemas import ChatMessageIn, PageQuery
+from chat.service import ChatService
+
+chat_api = Blueprint("chat_api", __name__, url_prefix="/api")
+register_api_errors(chat_api)
+
+
+def service() -> ChatService:
+    chat: ChatService = current_app.extensions["chat"]
+    return chat
+
+
+def authenticated_caller() -> Caller:
+    caller: Caller = current_app.extensions["token_verifier"].verify(bearer_token())
+    return caller
+
+
+@chat_api.post("/chat/<conversation_id>")
+def send_message(conversation_id: str) -> ResponseReturnValue:
+    caller = authenticated_caller()
+    conversation_id = conversation_id_from_path(conversation_id)
+    body = json_body(ChatMessageIn, service().settings)
+    if body.user_id is not None and body.user_id != caller.user_id:
+        raise Forbidden("user_id must be your own; it is taken from your access token.")
+    reply = service().direct_chat.send(
+        service().callers.as_caller(caller.access_token),
+        conversation_id,
+        body.message,
+        str(body.client_message_id) if body.client_message_id else None,
+    )
+    return jsonify(
+        response=reply.response,
+        conversation_id=reply.conversation_id,
+        message_id=reply.message_id,
+        reply_id=reply.reply_id,
+    )
+
+
+@chat_api.get("/chat/<conversation_id>/history")
+def history(conversation_id: str) -> ResponseReturnValue:
+    caller = authenticated_caller()
+    conversation_id = conversation_id_from_path(conversation_id)
+    page = query(PageQuery)
+    result = service().callers.as_caller(caller.access_token).history(
+        conversation_id, str(page.before) if page.before else None, page.limit
+    )
+    return jsonify(conversation_id=conversation_id, **result)

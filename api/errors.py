@@ -1,0 +1,76 @@
+"""The REST door's one mapping from named failures to HTTP, in the shared error shape."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from api.auth import InvalidToken
+from chat.errors import (
+    ClientMessageConflict,
+    ConversationNotFound,
+    InvalidCredentials,
+    InvalidRequest,
+    RateLimited,
+    ReplyFailed,
+    ReplyTimeout,
+    StoreUnavailable,
+)
+from chat.logging import get_logger
+from server.errors import error_response
+
+logger = get_logger(__name__)
+
+
+def register_api_errors(blueprint: Blueprint) -> None:
+    @blueprint.errorhandler(InvalidToken)
+    def invalid_token(error: InvalidToken) -> Response:
+        response = error_response(401, "invalid_token", str(error))
+        response.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return response
+
+    @blueprint.errorhandler(InvalidCredentials)
+    def refused_credentials(error: InvalidCredentials) -> Response:
+        return error_response(401, "invalid_token", "Supabase refused the access token; sign in again.")
+
+    @blueprint.errorhandler(ConversationNotFound)
+    def not_found(error: ConversationNotFound) -> Response:
+        return error_response(404, "not_found", "No such conversation.")
+
+    @blueprint.errorhandler(InvalidRequest)
+    def invalid_request(error: InvalidRequest) -> Response:
+        return error_response(400, "bad_request", f"Invalid request: {error}.")
+
+    @blueprint.errorhandler(ClientMessageConflict)
+    def client_message_conflict(error: ClientMessageConflict) -> Response:
+        return error_response(
+            409, "client_message_id_conflict", "This client_message_id was already used in another conversation."
+        )
+
+    @blueprint.errorhandler(RateLimited)
+    def rate_limited(error: RateLimited) -> Response:
+        response = error_response(
+            429, "rate_limited", f"Too many messages; try again in {error.retry_after_seconds} s."
+        )
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+        return response
+
+    @blueprint.errorhandler(ReplyFailed)
+    def reply_failed(error: ReplyFailed) -> Response:
+        return error_response(502, "reply_failed", error.error, message_id=error.message_id)
+
+    @blueprint.errorhandler(ReplyTimeout)
+    def reply_timeout(error: ReplyTimeout) -> Response:
+        return error_response(
+            504,
+            "reply_timeout",
+            "No reply yet. The message is kept and will be answered: fetch it later from the history.",
+            message_id=error.message_id,
+        )
+
+    @blueprint.errorhandler(StoreUnavailable)
+    def store_unavailable(error: StoreUnavailable) -> Response:
+        logger.warning("supabase unavailable", reason=str(error))
+        response = error_response(503, "supabase_unavailable", "Supabase is unreachable right now; try again shortly.")
+        response.headers["Retry-After"] = "5"
+        return response
+

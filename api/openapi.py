@@ -1,0 +1,202 @@
+"""The REST door described as an OpenAPI 3.1 document, served at /openapi.json. Request bodies
+come from the same pydantic models that validate them, so the two cannot drift; the test suite
+runs schemathesis against the running service to keep the rest true."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, jsonify
+from flask.typing import ResponseReturnValue
+
+from api.schemas import ChatMessageIn, ConversationIn
+
+openapi = Blueprint("openapi", __name__)
+
+UUID = {"type": "string", "format": "uuid"}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "message_id": UUID},
+        }
+    },
+}
+MESSAGE = {
+    "type": "object",
+    "required": ["id", "role", "content", "status", "created_at"],
+    "properties": {
+        "id": UUID,
+        "role": {"enum": ["user", "assistant"]},
+        "content": {"type": "string"},
+        "status": {"enum": ["pending", "processing", "done", "failed"]},
+        "error": {"type": ["string", "null"]},
+        "reply_to": {"type": ["string", "null"], "format": "uuid"},
+        "created_at": {"type": "string"},
+    },
+}
+CONVERSATION = {
+    "type": "object",
+    "required": ["id", "created_at"],
+    "properties": {
+        "id": UUID,
+        "user_id": UUID,
+        "title": {"type": ["string", "null"]},
+        "system_prompt": {"type": ["string", "null"]},
+        "model": {"type": ["string", "null"]},
+        "created_at": {"type": "string"},
+        "updated_at": {"type": "string"},
+    },
+}
+CHAT_REPLY = {
+    "type": "object",
+    "required": ["response", "conversation_id", "message_id", "reply_id"],
+    "properties": {"response": {"type": "string"}, "conversation_id": UUID, "message_id": UUID, "reply_id": UUID},
+}
+PAGE_PARAMETERS = [
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
+    {"name": "before", "in": "query", "schema": UUID, "description": "next_before of the previous page"},
+]
+CONVERSATION_ID = {"name": "conversation_id", "in": "path", "required": True, "schema": UUID}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    reasons = {
+        400: "Malformed body, wrong types or bad query parameters",
+        401: "Missing, malformed, forged or expired access token",
+        403: "user_id in the body is not the token's",
+        404: "No such conversation, or not yours",
+        409: "client_message_id already used in another conversation",
+        413: "Body over the size limit",
+        415: "Body is not JSON",
+        429: "Over the per-user rate limit (see Retry-After)",
+        502: "The model could not answer; the message is kept as failed",
+        503: "Supabase is unreachable",
+        504: "No reply within the wait; fetch it later with the message_id",
+    }
+    return {str(status): _json({"$ref": "#/components/schemas/Error"}, reasons[status]) for status in statuses}
+
+
+def _body(model: Any) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}
+
+
+def document() -> dict[str, Any]:
+    authenticated_errors = (400, 401, 413, 415, 503)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ai-chat-server",
+            "version": "1.0.0",
+            "description": "Direct callers' door to the Supabase AI chat. Every route but health takes "
+            "'Authorization: Bearer <Supabase access token>'.",
+        },
+        "components": {
+            "securitySchemes": {"supabase": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {"Error": ERROR, "Message": MESSAGE, "Conversation": CONVERSATION, "ChatReply": CHAT_REPLY},
+        },
+        "security": [{"supabase": []}],
+        "paths": {
+            "/api/chat/{conversation_id}": {
+                "post": {
+                    "operationId": "sendMessage",
+                    "summary": "Send a message and wait for the reply",
+                    "parameters": [CONVERSATION_ID],
+                    "requestBody": _body(ChatMessageIn),
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/ChatReply"}, "The reply"),
+                        **_errors(*authenticated_errors, 403, 404, 409, 429, 502, 504),
+                    },
+                }
+            },
+            "/api/chat/{conversation_id}/history": {
+                "get": {
+                    "operationId": "history",
+                    "summary": "A page of the conversation: newest page first, chronological within",
+                    "parameters": [CONVERSATION_ID, *PAGE_PARAMETERS],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["conversation_id", "messages", "next_before"],
+                                "properties": {
+                                    "conversation_id": UUID,
+                                    "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
+                                    "next_before": {"type": ["string", "null"]},
+                                },
+                            },
+                            "A page of messages",
+                        ),
+                        **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
+            "/api/conversations": {
+                "post": {
+                    "operationId": "createConversation",
+                    "requestBody": _body(ConversationIn),
+                    "responses": {
+                        "201": _json({"$ref": "#/components/schemas/Conversation"}, "Created"),
+                        **_errors(*authenticated_errors),
+                    },
+                },
+                "get": {
+                    "operationId": "listConversations",
+                    "parameters": PAGE_PARAMETERS,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["conversations", "next_before"],
+                                "properties": {
+                                    "conversations": {
+                                        "type": "array", "items": {"$ref": "#/components/schemas/Conversation"}
+                                    },
+                                    "next_before": {"type": ["string", "null"]},
+                                },
+                            },
+                            "Your conversations, newest first",
+                        ),
+                        **_errors(400, 401, 503),
+                    },
+                },
+            },
+            "/api/conversations/{conversation_id}": {
+                "get": {
+                    "operationId": "getConversation",
+                    "parameters": [CONVERSATION_ID],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Conversation"}, "The conversation"),
+                        **_errors(401, 404, 503),
+                    },
+                },
+                "delete": {
+                    "operationId": "deleteConversation",
+                    "parameters": [CONVERSATION_ID],
+                    "responses": {"204": {"description": "Deleted, with its messages"}, **_errors(401, 404, 503)},
+                },
+            },
+            "/healthz": {
+                "get": {"operationId": "healthz", "security": [], "responses": {"200": {"description": "Alive"}}}
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readyz",
+                    "security": [],
+                    "responses": {"200": {"description": "Ready"}, "503": _json(ERROR, "Supabase unreachable")},
+                }
+            },
+        },
+    }
+
+
+@openapi.get("/openapi.json")
+def openapi_json() -> ResponseReturnValue:
+    return jsonify(document())

@@ -1,0 +1,72 @@
+"""The synchronous path for callers without Realtime: insert the message as the caller, then wait
+on the same webhook pipeline that answers every other message. Nothing here generates a reply;
+it only waits for the one the pipeline writes, so both paths keep the same guarantees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chat.caller_store import CallerSession, MessageOutcome
+from chat.errors import (
+    ClientMessageConflict,
+    DuplicateClientMessage,
+    RateLimited,
+    ReplyFailed,
+    ReplyTimeout,
+)
+from chat.settings import Settings
+from chat.waiter import ReplyWaiter
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    conversation_id: str
+    message_id: str
+    reply_id: str
+    response: str
+
+
+class DirectChat:
+    def __init__(self, settings: Settings, waiter: ReplyWaiter) -> None:
+        self.settings = settings
+        self.waiter = waiter
+
+    def send(
+        self, caller: CallerSession, conversation_id: str, content: str, client_message_id: str | None
+    ) -> ChatReply:
+        self._check_quota(caller)
+        message_id = self._insert_once(caller, conversation_id, content, client_message_id)
+        outcome = caller.message_outcome(message_id)
+        if outcome is None or outcome.status not in ("done", "failed"):
+            self.waiter.wait(message_id, self.settings.chat_reply_timeout_seconds)
+            outcome = caller.message_outcome(message_id)
+        return self._reply_from(message_id, outcome)
+
+    def _check_quota(self, caller: CallerSession) -> None:
+        if self.settings.rate_limit_requests <= 0:
+            return
+        allowed, retry_after = caller.consume_quota(
+            self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds
+        )
+        if not allowed:
+            raise RateLimited(retry_after)
+
+    @staticmethod
+    def _insert_once(caller: CallerSession, conversation_id: str, content: str, client_message_id: str | None) -> str:
+        """Insert the message, or find the one a retried request with this client_message_id made."""
+        try:
+            return caller.insert_message(conversation_id, content, client_message_id)
+        except DuplicateClientMessage:
+            assert client_message_id is not None
+            existing = caller.find_client_message(client_message_id)
+            if existing is None or existing[1] != conversation_id:
+                raise ClientMessageConflict(client_message_id) from None
+            return existing[0]
+
+    @staticmethod
+    def _reply_from(message_id: str, outcome: MessageOutcome | None) -> ChatReply:
+        if outcome is None or outcome.status not in ("done", "failed"):
+            raise ReplyTimeout(message_id)
+        if outcome.status == "failed" or outcome.reply_id is None or outcome.reply is None:
+            raise ReplyFailed(message_id, outcome.error or "The message could not be answered.")
+        return ChatReply(outcome.conversation_id, message_id, outcome.reply_id, outcome.reply)
