@@ -8,6 +8,7 @@ from api.auth import InvalidToken
 from chat.errors import (
     ClientMessageConflict,
     ConversationNotFound,
+    CursorNotFound,
     InvalidCredentials,
     InvalidRequest,
     RateLimited,
@@ -35,6 +36,10 @@ def register_api_errors(blueprint: Blueprint) -> None:
     @blueprint.errorhandler(ConversationNotFound)
     def not_found(error: ConversationNotFound) -> Response:
         return error_response(404, "not_found", "No such conversation.")
+
+    @blueprint.errorhandler(CursorNotFound)
+    def cursor_not_found(error: CursorNotFound) -> Response:
+        return error_response(404, "cursor_not_found", "The 'before' cursor names nothing in this list; start again without it.")
 
     @blueprint.errorhandler(InvalidRequest)
     def invalid_request(error: InvalidRequest) -> Response:

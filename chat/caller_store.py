@@ -13,6 +13,7 @@ from postgrest.exceptions import APIError
 
 from chat.errors import (
     ConversationNotFound,
+    CursorNotFound,
     DuplicateClientMessage,
     InvalidCredentials,
     InvalidRequest,
@@ -115,6 +116,8 @@ class CallerSession:
                 raise ConversationNotFound(code) from error
             if code in JWT_REFUSED:
                 raise InvalidCredentials(error.message or code) from error
+            if code == "P0002":
+                raise CursorNotFound(error.message or "unknown cursor") from error
             if code in ("22023", "23514", "22P02"):
                 raise InvalidRequest(error.message or "invalid parameter") from error
             if code == "23505":

@@ -40,6 +40,10 @@ class InvalidRequest(ChatError):
     """The request is well-formed JSON but asks for something impossible (e.g. an unknown cursor)."""
 
 
+class CursorNotFound(ChatError):
+    """A page cursor (`before`) that names nothing in this listing: the page it points at is gone."""
+
+
 class DuplicateClientMessage(ChatError):
     """A message with this client_message_id exists already: the caller is retrying."""
 

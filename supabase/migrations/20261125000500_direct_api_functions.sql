@@ -45,7 +45,7 @@ begin
     select * into cursor_row from public.messages m
      where m.id = conversation_history.before and m.conversation_id = conversation_history.conversation_id;
     if not found then
-      raise exception 'unknown cursor' using errcode = '22023', hint = 'Pass the next_before of a previous page.';
+      raise exception 'unknown cursor' using errcode = 'P0002', hint = 'Pass the next_before of a previous page.';
     end if;
   end if;
   with newest as (
@@ -84,7 +84,7 @@ begin
   if before is not null then
     select * into cursor_row from public.conversations c where c.id = list_conversations.before;
     if not found then
-      raise exception 'unknown cursor' using errcode = '22023', hint = 'Pass the next_before of a previous page.';
+      raise exception 'unknown cursor' using errcode = 'P0002', hint = 'Pass the next_before of a previous page.';
     end if;
   end if;
   with newest as (
