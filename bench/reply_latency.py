@@ -14,28 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-import httpx
 import psycopg
 
-from devstack.service_process import ServiceProcess
-from devstack.serving import free_port
-from devstack.stack import LocalStack, StackConfig
-
-
-def start(state_dir: Path) -> tuple[LocalStack, ServiceProcess]:
-    stack = LocalStack(
-        StackConfig(state_dir=state_dir, api_port=free_port(), db_port=free_port(), model_port=free_port())
-    ).start()
-    port = free_port()
-    env = {**stack.service_environment(), "APP_ENV": "production", "LOG_LEVEL": "WARNING", "OPENAI_MODEL": "fake-model"}
-    service = ServiceProcess(env, port=port, log_path=state_dir / "service.log").start()
-    stack.configure_webhook(f"{service.url}/webhooks/messages")
-    return stack, service
+from bench.harness import bench_environment
 
 
 def measure(database_url: str, messages: int) -> list[float]:
@@ -76,16 +60,10 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100)
     parser.add_argument("--model-latency-ms", type=float, default=0)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="bench-") as directory:
-        stack, service = start(Path(directory))
-        try:
-            assert stack.fake_model is not None
-            httpx.post(f"{stack.fake_model.url}/_fake/config", json={"latency_ms": args.model_latency_ms})
-            measure(stack.database_url, 5)  # warm-up: connections, imports
-            latencies = sorted(ms * 1000 for ms in measure(stack.database_url, args.messages))
-        finally:
-            service.stop()
-            stack.stop()
+    with bench_environment() as environment:
+        environment.set_model_latency(args.model_latency_ms)
+        measure(environment.stack.database_url, 5)  # warm-up: connections, imports
+        latencies = sorted(seconds * 1000 for seconds in measure(environment.stack.database_url, args.messages))
     model = args.model_latency_ms
     print(f"reply latency, user commit -> reply commit, {args.messages} sequential messages, model {model:.0f} ms")
     print(f"  median {statistics.median(latencies):7.1f} ms   (overhead {statistics.median(latencies) - model:6.1f} ms)")

@@ -20,7 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 # The same default secret `supabase start` uses; local only, never on a real project.
 DEFAULT_LEGACY_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
-API_KEY_LIFETIME_SECONDS = 10 * 365 * 24 * 3600
+API_KEY_ISSUED_AT = 1_764_000_000  # 2025-11-24
+API_KEY_LIFETIME_SECONDS = 20 * 365 * 24 * 3600
 ACCEPTED_ALGORITHMS = ["ES256", "HS256"]
 
 
@@ -64,10 +65,11 @@ class JwtKeys:
         return jwt.encode(claims, self.legacy_secret, algorithm="HS256")
 
     def api_key(self, role: str) -> str:
-        """The anon or service_role key, as `supabase status` prints them."""
-        now = int(time.time())
+        """The anon or service_role key, as `supabase status` prints them: fixed claims, so the
+        same secret always gives the same keys and they survive restarts, as `supabase start`'s do."""
         return self.sign_legacy_token(
-            {"iss": "supabase-demo", "role": role, "iat": now, "exp": now + API_KEY_LIFETIME_SECONDS}
+            {"iss": "supabase-demo", "role": role, "iat": API_KEY_ISSUED_AT,
+             "exp": API_KEY_ISSUED_AT + API_KEY_LIFETIME_SECONDS}
         )
 
     def verify(self, token: str) -> dict[str, Any]:

@@ -74,6 +74,7 @@ class LocalPostgres:
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(run_as)
+        self._stop_stale_server()
         settings = [arg for key, value in FAST_LOCAL_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
         command = [
             str(POSTGRES_BIN_PATH / "postgres"),
@@ -108,6 +109,22 @@ class LocalPostgres:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def _stop_stale_server(self) -> None:
+        """A server left running by a stack that was killed holds the data directory: stop it."""
+        pid_file = self.data_dir / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().splitlines()[0])
+            os.kill(pid, signal.SIGINT)
+        except (OSError, ValueError, IndexError):
+            return
+        deadline = time.monotonic() + READY_DEADLINE_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                return
+            time.sleep(0.05)
 
     def _initdb(self, run_as: pwd.struct_passwd | None) -> None:
         if self.data_dir.exists():

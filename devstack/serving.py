@@ -99,9 +99,9 @@ def _bind_socket(host: str, port: int) -> socket.socket:
         if os.name != "nt":
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-    except OSError:
+    except OSError as error:
         sock.close()
-        raise
+        raise OSError(error.errno, f"cannot listen on {host}:{port} ({error.strerror}): is another stack running?") from None
     return sock
 
 

@@ -60,6 +60,14 @@ class LocalStack:
         return f"{self.fake_model.url}/v1"
 
     def start(self) -> LocalStack:
+        """Start everything, or nothing: a failure part-way stops what already started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> LocalStack:
         state = self.config.state_dir
         state.mkdir(parents=True, exist_ok=True)
         if self.config.database_url:
