@@ -1,10 +1,55 @@
-"""gunicorn settings, read from the environment so the Procfile stays one line."""
+"""gunicorn settings, read from the environment so the Procfile stays one line.
+
+gthread workers: the service is I/O-bound (it waits on Supabase, the model, and, for POST
+/api/chat, on the reply), so each worker process holds many requests in threads; idle threads
+are created only when needed. Threads rather than gevent because the openai and supabase
+clients, the reply workers and the waiter all block in plain threads, with no monkey-patching
+to get wrong. WEB_CONCURRENCY processes x GUNICORN_THREADS threads is how many requests (waiting
+ones included) one instance serves at once.
+
+The reply workers and the re-drive sweep start in post_worker_init: once per worker process,
+after the fork, never in the master. On SIGTERM a worker stops taking webhooks (503, so they are
+re-driven elsewhere), finishes the requests it has, lets running generations finish within the
+grace period and hands back the claims it could not finish.
+"""
 
 import os
+import signal
+import time
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+threads = int(os.environ.get("GUNICORN_THREADS", "256"))
+worker_connections = max(1000, threads * 2)
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+keepalive = 30
+accesslog = "-"
+logger_class = "server.gunicorn_logging.StructlogGunicornLogger"
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+# Time kept back from the grace period for releasing claims before the master's SIGKILL.
+RELEASE_MARGIN_SECONDS = 2.0
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    service = worker.wsgi.extensions["chat"]
+    service.start()
+    gunicorn_handler = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame):  # type: ignore[no-untyped-def]
+        worker.shutdown_started_at = time.monotonic()
+        service.begin_shutdown()
+        gunicorn_handler(signum, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    wsgi = getattr(worker, "wsgi", None)
+    if wsgi is None:
+        return
+    started = getattr(worker, "shutdown_started_at", time.monotonic())
+    remaining = graceful_timeout - (time.monotonic() - started) - RELEASE_MARGIN_SECONDS
+    wsgi.extensions["chat"].finish_shutdown(max(remaining, 0.0))

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from supabase import ClientOptions, create_client
 
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
 from devstack.stack import LocalStack, StackConfig
+from supabase import ClientOptions, create_client
 
 
 @dataclass

@@ -8,6 +8,7 @@ whose worker dies is claimed again by the re-drive sweep once its lease runs out
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable
 
 import structlog
@@ -42,6 +43,13 @@ class ReplyPipeline:
         self.store = store
         self.model = model
         self.on_settled = on_settled
+        self._active_claims: dict[str, str] = {}  # message id -> its claim's lease, while generating
+        self._claims_lock = threading.Lock()
+
+    def active_claims(self) -> dict[str, str]:
+        """The claims this process holds right now: what shutdown releases if it cannot finish."""
+        with self._claims_lock:
+            return dict(self._active_claims)
 
     def answer(self, message_id: str) -> Outcome:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
@@ -54,8 +62,14 @@ class ReplyPipeline:
                 logger.info("message not claimable; skipped")
                 self._settled(message_id)
                 return Outcome.NOT_CLAIMED
-            with structlog.contextvars.bound_contextvars(conversation_id=claim.conversation_id, attempt=claim.attempt):
-                return self._answer_claimed(claim)
+            with self._claims_lock:
+                self._active_claims[message_id] = claim.lease_expires_at
+            try:
+                with structlog.contextvars.bound_contextvars(conversation_id=claim.conversation_id, attempt=claim.attempt):
+                    return self._answer_claimed(claim)
+            finally:
+                with self._claims_lock:
+                    self._active_claims.pop(message_id, None)
 
     def _answer_claimed(self, claim: ClaimedMessage) -> Outcome:
         try:

@@ -46,9 +46,9 @@ class RedriveSweep:
         self._thread = threading.Thread(target=self._loop, name="redrive-sweep", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
         self._stop.set()
-        if self._thread is not None:
+        if wait and self._thread is not None:
             self._thread.join(timeout=5)
 
     def _loop(self) -> None:

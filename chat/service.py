@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from chat.caller_store import CallerStore
 from chat.direct_chat import DirectChat
+from chat.errors import StoreUnavailable
+from chat.logging import get_logger
 from chat.model import ChatModel
 from chat.pipeline import ReplyPipeline
 from chat.redrive import RedriveSweep
@@ -14,6 +16,8 @@ from chat.settings import Settings
 from chat.store import MessageStore, service_client, shared_http_client
 from chat.waiter import ReplyWaiter
 from chat.workers import ReplyWorkers
+
+logger = get_logger(__name__)
 
 
 @dataclass
@@ -46,8 +50,27 @@ class ChatService:
         )
 
     def start(self) -> None:
+        """Start the background work; gunicorn calls this once per worker process, after the fork."""
         self.sweep.start()
 
-    def shutdown(self, wait: bool = True) -> None:
-        self.sweep.stop()
-        self.workers.shutdown(wait=wait)
+    def begin_shutdown(self) -> None:
+        """SIGTERM: take no new webhooks (they get 503 and are re-driven elsewhere), stop sweeping."""
+        self.workers.stop_accepting()
+        self.sweep.stop(wait=False)
+
+    def finish_shutdown(self, drain_seconds: float) -> list[str]:
+        """Let running generations finish for up to `drain_seconds`, then hand back the claims
+        that could not finish, so another instance answers them now rather than after the lease.
+        Returns the released message ids."""
+        self.begin_shutdown()
+        if self.workers.drain(drain_seconds):
+            return []
+        released = []
+        for message_id, lease in self.pipeline.active_claims().items():
+            try:
+                if self.store.release_message(message_id, lease):
+                    released.append(message_id)
+            except StoreUnavailable:
+                logger.warning("could not release a claim; its lease will expire", message_id=message_id)
+        logger.info("shutdown released unfinished claims", count=len(released))
+        return released

@@ -22,6 +22,7 @@ class ClaimedMessage:
     conversation_id: str
     user_id: str
     attempt: int
+    lease_expires_at: str
     system_prompt: str | None
     model: str | None
 
@@ -30,7 +31,7 @@ def shared_http_client(settings: Settings) -> httpx.Client:
     """One pool of connections to Supabase per process, shared by every thread."""
     return httpx.Client(
         timeout=STORE_TIMEOUT_SECONDS,
-        limits=httpx.Limits(max_connections=settings.worker_threads + 64, max_keepalive_connections=64),
+        limits=httpx.Limits(max_connections=settings.worker_threads + 128, max_keepalive_connections=64),
     )
 
 
@@ -58,6 +59,7 @@ class MessageStore:
             conversation_id=row["conversation_id"],
             user_id=row["user_id"],
             attempt=row["attempt"],
+            lease_expires_at=row["lease_expires_at"],
             system_prompt=row.get("system_prompt"),
             model=row.get("model"),
         )
@@ -86,6 +88,9 @@ class MessageStore:
 
     def fail_message(self, message_id: str, error: str) -> bool:
         return bool(self._rpc("fail_message", {"message_id": message_id, "error": error}))
+
+    def release_message(self, message_id: str, lease_expires_at: str) -> bool:
+        return bool(self._rpc("release_message", {"message_id": message_id, "lease_expires_at": lease_expires_at}))
 
     def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]:
         rows = self._rpc(

@@ -5,6 +5,7 @@ rather than queueing without limit and losing everything on a restart."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -35,7 +36,11 @@ class ReplyWorkers:
                 return False
             self._in_flight.add(message_id)
         context = structlog.contextvars.get_contextvars()
-        future = self._executor.submit(self._run, message_id, context)
+        try:
+            future = self._executor.submit(self._run, message_id, context)
+        except RuntimeError:  # the executor shut down between the check and the submit
+            self._release(message_id)
+            return False
         future.add_done_callback(lambda _: self._release(message_id))
         return True
 
@@ -47,11 +52,19 @@ class ReplyWorkers:
         with self._lock:
             return len(self._in_flight)
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop taking work; with `wait`, let what is running finish (the sweep takes the rest)."""
+    def stop_accepting(self) -> None:
         with self._lock:
             self._accepting = False
-        self._executor.shutdown(wait=wait, cancel_futures=True)
+
+    def drain(self, timeout_seconds: float) -> bool:
+        """Stop taking work, drop what has not started (it was never claimed, so it stays
+        pending for the sweep) and wait up to the timeout for what is running. True if all done."""
+        self.stop_accepting()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + timeout_seconds
+        while self.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.in_flight() == 0
 
     def _run(self, message_id: str, context: dict[str, object]) -> None:
         with structlog.contextvars.bound_contextvars(**context):

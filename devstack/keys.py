@@ -8,7 +8,6 @@ tokens under the legacy JWT secret, which is also still accepted for user tokens
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import httpx
 import psycopg
@@ -14,6 +15,14 @@ from devstack.stack import LocalStack
 from tests.api_clients import SignedUpUser, sign_up
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# A well-formed `before` that names none of the caller's conversations (api/errors.py, api/openapi.py).
+UNKNOWN_CURSOR = (404, "cursor_not_found")
+
+
+def one_row(db: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> tuple[Any, ...]:
+    row = db.execute(query, params).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 @pytest.fixture
@@ -28,19 +37,19 @@ def bob(stack: LocalStack) -> SignedUpUser:
 
 def insert_conversation(db: psycopg.Connection, user_id: str, minute: int, title: str | None = None) -> str:
     """A conversation created `minute` minutes after EPOCH, so the order of a listing is known."""
-    return str(db.execute(
-        "insert into public.conversations (user_id, title, created_at) values (%s, %s, %s) returning id",
+    return str(one_row(
+        db, "insert into public.conversations (user_id, title, created_at) values (%s, %s, %s) returning id",
         (user_id, title, EPOCH + timedelta(minutes=minute)),
-    ).fetchone()[0])
+    )[0])
 
 
 def insert_exchange(db: psycopg.Connection, conversation_id: str, user_id: str) -> None:
     """A settled question and its answer, as the pipeline leaves them."""
-    question = db.execute(
-        "insert into public.messages (conversation_id, user_id, role, content, status)"
+    question = one_row(
+        db, "insert into public.messages (conversation_id, user_id, role, content, status)"
         " values (%s, %s, 'user', 'question', 'done') returning id",
         (conversation_id, user_id),
-    ).fetchone()[0]
+    )[0]
     db.execute(
         "insert into public.messages (conversation_id, user_id, role, content, status, reply_to)"
         " values (%s, %s, 'assistant', 'answer', 'done', %s)",
@@ -49,11 +58,11 @@ def insert_exchange(db: psycopg.Connection, conversation_id: str, user_id: str) 
 
 
 def conversation_exists(db: psycopg.Connection, conversation_id: str) -> bool:
-    return bool(db.execute("select exists (select 1 from public.conversations where id = %s)", (conversation_id,)).fetchone()[0])
+    return bool(one_row(db, "select exists (select 1 from public.conversations where id = %s)", (conversation_id,))[0])
 
 
 def message_count(db: psycopg.Connection, conversation_id: str) -> int:
-    return int(db.execute("select count(*) from public.messages where conversation_id = %s", (conversation_id,)).fetchone()[0])
+    return int(one_row(db, "select count(*) from public.messages where conversation_id = %s", (conversation_id,))[0])
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> None:
@@ -78,9 +87,9 @@ def test_create_echoes_the_fields_and_belongs_to_the_caller(
     assert body["user_id"] == alice.user_id
     uuid.UUID(body["id"])
     assert body["created_at"]
-    stored = db.execute(
-        "select user_id, title, system_prompt, model from public.conversations where id = %s", (body["id"],)
-    ).fetchone()
+    stored = one_row(
+        db, "select user_id, title, system_prompt, model from public.conversations where id = %s", (body["id"],)
+    )
     assert (str(stored[0]), *stored[1:]) == (alice.user_id, "Trip", "Be brief.", "fake-model-2")
 
 
@@ -115,7 +124,7 @@ def test_create_refuses_bad_bodies(
 ) -> None:
     response = alice.api(service.url).post("/api/conversations", content=body, headers={"Content-Type": content_type})
     assert_error(response, status)
-    assert db.execute("select count(*) from public.conversations").fetchone()[0] == 0
+    assert one_row(db, "select count(*) from public.conversations")[0] == 0
 
 
 def test_create_names_the_offending_field(service: ServiceProcess, alice: SignedUpUser) -> None:
@@ -287,5 +296,6 @@ def test_list_refuses_a_cursor_that_is_not_one_of_the_callers_conversations(
     api = alice.api(service.url)
     for cursor in (bobs, str(uuid.uuid4())):
         response = api.get("/api/conversations", params={"before": cursor})
-        assert_error(response, 400, "bad_request")
+        assert_error(response, *UNKNOWN_CURSOR)
         assert "cursor" in response.json()["error"]["message"]
+        assert "conversations" not in response.json()

@@ -31,6 +31,7 @@ def model(fake: RunningServer) -> Iterator[ChatModel]:
         {
             "supabase_url": "http://127.0.0.1:9",
             "supabase_service_role_key": "unused",
+            "supabase_anon_key": "unused",
             "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
             "openai_api_key": "test",
             "openai_base_url": f"{fake.url}/v1",

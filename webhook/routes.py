@@ -43,6 +43,10 @@ def receive_message_event() -> ResponseReturnValue:
     if message is None:
         return jsonify(status="ignored"), 200
     structlog.contextvars.bind_contextvars(message_id=str(message.id), conversation_id=str(message.conversation_id))
+    if not service.workers.accepting:
+        response = error_response(503, "shutting_down", "This instance is shutting down; the message will be re-driven.")
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
     if not service.workers.submit(str(message.id)):
         logger.warning("reply workers full; refusing delivery for the sweep to pick up")
         response = error_response(503, "busy", "Reply workers are full; the message will be answered by the sweep.")
