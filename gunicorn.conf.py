@@ -52,4 +52,7 @@ def worker_exit(server, worker):  # type: ignore[no-untyped-def]
         return
     started = getattr(worker, "shutdown_started_at", time.monotonic())
     remaining = graceful_timeout - (time.monotonic() - started) - RELEASE_MARGIN_SECONDS
-    wsgi.extensions["chat"].finish_shutdown(max(remaining, 0.0))
+    if wsgi.extensions["chat"].finish_shutdown(max(remaining, 0.0)):
+        # Generations were handed back: waiting for their threads would only end in the master's
+        # SIGKILL. Leave now; any reply they still write is deduplicated by reply_to.
+        os._exit(0)

@@ -58,8 +58,9 @@ class TokenVerifier:
             raise StoreUnavailable("the project's JWKS could not be fetched") from error
         except jwt.ExpiredSignatureError:
             raise InvalidToken("The access token has expired; sign in again.") from None
-        except (jwt.PyJWTError, ValueError) as error:
-            raise InvalidToken(f"The access token is not valid: {error}") from None
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
+            # The library's own text can include internals; the exception's name is enough to act on.
+            raise InvalidToken(f"The access token is not valid ({type(error).__name__}).") from None
         if claims.get("role") != "authenticated":
             raise InvalidToken("The access token is not a signed-in user's token.")
         return Caller(user_id=str(claims["sub"]), access_token=token)
@@ -68,7 +69,11 @@ class TokenVerifier:
         if algorithm in ASYMMETRIC_ALGORITHMS:
             if not isinstance(key_id, str):
                 raise InvalidToken("The access token names no signing key.")
-            return self.jwks.get_signing_key(key_id).key
+            signing_key = self.jwks.get_signing_key(key_id)
+            if signing_key.algorithm_name != algorithm:
+                # Pinning: a token may not pick an algorithm other than the one its key is for.
+                raise InvalidToken("The access token's algorithm does not match its signing key.")
+            return signing_key.key
         if algorithm == "HS256" and self.legacy_secret:
             return self.legacy_secret
         raise InvalidToken(f"Tokens signed with {algorithm!r} are not accepted.")

@@ -85,7 +85,10 @@ class CallerSession:
         return dict(page)
 
     def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._run(self.client.table("conversations").insert(fields))[0])
+        try:
+            return dict(self._run(self.client.table("conversations").insert(fields))[0])
+        except ConversationNotFound as error:  # 23503 here: the token's user is not in auth.users
+            raise InvalidCredentials("the signed-in user no longer exists") from error
 
     def list_conversations(self, before: str | None, page_size: int) -> dict[str, Any]:
         return dict(self._rpc("list_conversations", {"before": before, "page_size": page_size}))

@@ -55,6 +55,8 @@ def _bind_request_id(app: Flask) -> None:
 
     @app.after_request
     def expose(response: Response) -> Response:
+        if request.path.startswith("/api/"):
+            response.vary.add("Origin")  # CORS headers depend on the caller's origin: keep caches apart
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if request_id:
             response.headers["X-Request-ID"] = str(request_id)

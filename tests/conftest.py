@@ -4,6 +4,7 @@ model), on free ports; every test leaves the database as it found it."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -33,7 +34,8 @@ USER_TABLES = "auth.users, public.conversations, public.messages, net.http_reque
 def state_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ai-chat-test-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if not os.environ.get("KEEP_TEST_STATE"):  # set it to read the services' logs after a failure
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -299,3 +299,11 @@ def test_list_refuses_a_cursor_that_is_not_one_of_the_callers_conversations(
         assert_error(response, *UNKNOWN_CURSOR)
         assert "cursor" in response.json()["error"]["message"]
         assert "conversations" not in response.json()
+
+
+def test_token_of_a_deleted_user_is_401_not_404(live_service: ServiceProcess, stack: LocalStack, db: psycopg.Connection) -> None:
+    ghost = sign_up(stack)
+    db.execute("delete from auth.users where id = %s", (ghost.user_id,))
+    response = ghost.api(live_service.url).post("/api/conversations", json={"title": "from beyond"})
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "invalid_token"
