@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+from openai.types.chat import ChatCompletion
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from chat.errors import ModelRejected, ModelUnavailable
@@ -103,11 +104,15 @@ class ChatModel:
             completion_tokens=usage.completion_tokens if usage else None,
         )
 
-    def _create(self, messages: list[dict[str, str]], model: str) -> Any:
-        options: dict[str, Any] = {}
+    def _create(self, messages: list[dict[str, str]], model: str) -> ChatCompletion:
+        """POST /chat/completions through the SDK's client (auth, timeout, errors, typed result)
+        but without `chat.completions.create`'s parameter transform: it walks every message
+        through the TypedDict machinery and cost ~0.1 ms per message (13 ms for a 100-message
+        context) to produce the same plain JSON we already have."""
+        body: dict[str, Any] = {"model": model, "messages": messages}
         if self.settings.reply_max_tokens:
-            options["max_tokens"] = self.settings.reply_max_tokens
-        return self.client.chat.completions.create(model=model, messages=messages, **options)  # type: ignore[arg-type]
+            body["max_tokens"] = self.settings.reply_max_tokens
+        return self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
