@@ -4,12 +4,12 @@ shared connection pool: auth is never switched on a client other threads use."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from postgrest import SyncPostgrestClient
 from postgrest.exceptions import APIError
+from postgrest.types import ReturnMethod
 
 from chat.errors import (
     ConversationNotFound,
@@ -19,20 +19,11 @@ from chat.errors import (
     InvalidRequest,
     StoreUnavailable,
 )
+from chat.outcome import MessageOutcome
 from chat.settings import Settings
 
 NOT_VISIBLE = {"42501", "23503", "PGRST116"}  # RLS refusal, missing parent, no row: all "not found"
 JWT_REFUSED = {"PGRST301", "PGRST302", "PGRST303"}
-
-
-@dataclass(frozen=True)
-class MessageOutcome:
-    message_id: str
-    conversation_id: str
-    status: str
-    error: str | None
-    reply_id: str | None
-    reply: str | None
 
 
 class CallerStore:
@@ -54,17 +45,20 @@ class CallerSession:
         result = self._rpc("consume_chat_quota", {"max_requests": max_requests, "window_seconds": window_seconds})
         return bool(result["allowed"]), int(result["retry_after_seconds"])
 
-    def insert_message(self, conversation_id: str, content: str, client_message_id: str | None) -> str:
-        row: dict[str, Any] = {"conversation_id": conversation_id, "content": content}
+    def insert_message(
+        self, message_id: str, conversation_id: str, content: str, client_message_id: str | None
+    ) -> str:
+        """Insert with an id chosen here, so a waiter can be registered before the row exists."""
+        row: dict[str, Any] = {"id": message_id, "conversation_id": conversation_id, "content": content}
         if client_message_id:
             row["client_message_id"] = client_message_id
         try:
-            inserted = self._run(self.client.table("messages").insert(row))
+            self._run(self.client.table("messages").insert(row, returning=ReturnMethod.minimal))
         except APIError as error:
             if error.code == "23505":
                 raise DuplicateClientMessage(str(client_message_id)) from error
             raise
-        return str(inserted[0]["id"])
+        return message_id
 
     def find_client_message(self, client_message_id: str) -> tuple[str, str] | None:
         rows = self._run(

@@ -4,9 +4,10 @@ it only waits for the one the pipeline writes, so both paths keep the same guara
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
-from chat.caller_store import CallerSession, MessageOutcome
+from chat.caller_store import CallerSession
 from chat.errors import (
     ClientMessageConflict,
     DuplicateClientMessage,
@@ -14,6 +15,7 @@ from chat.errors import (
     ReplyFailed,
     ReplyTimeout,
 )
+from chat.outcome import MessageOutcome
 from chat.settings import Settings
 from chat.waiter import ReplyWaiter
 
@@ -35,11 +37,30 @@ class DirectChat:
         self, caller: CallerSession, conversation_id: str, content: str, client_message_id: str | None
     ) -> ChatReply:
         self._check_quota(caller)
-        message_id = self._insert_once(caller, conversation_id, content, client_message_id)
+        message_id = str(uuid.uuid4())
+        with self.waiter.expect(message_id) as expectation:
+            try:
+                caller.insert_message(message_id, conversation_id, content, client_message_id)
+            except DuplicateClientMessage:
+                assert client_message_id is not None
+                return self._retried(caller, conversation_id, client_message_id)
+            expectation.wait(self.settings.chat_reply_timeout_seconds)
+            outcome = expectation.outcome or caller.message_outcome(message_id)
+        return self._reply_from(message_id, outcome)
+
+    def _retried(self, caller: CallerSession, conversation_id: str, client_message_id: str) -> ChatReply:
+        """A retry of a request that already inserted its message: answer with that message's reply."""
+        existing = caller.find_client_message(client_message_id)
+        if existing is None or existing[1] != conversation_id:
+            raise ClientMessageConflict(client_message_id)
+        message_id = existing[0]
         outcome = caller.message_outcome(message_id)
-        if outcome is None or outcome.status not in ("done", "failed"):
-            self.waiter.wait(message_id, self.settings.chat_reply_timeout_seconds)
-            outcome = caller.message_outcome(message_id)
+        if outcome is None or not outcome.settled:
+            with self.waiter.expect(message_id) as expectation:
+                outcome = caller.message_outcome(message_id)  # it may have settled while we registered
+                if outcome is None or not outcome.settled:
+                    expectation.wait(self.settings.chat_reply_timeout_seconds)
+                    outcome = expectation.outcome or caller.message_outcome(message_id)
         return self._reply_from(message_id, outcome)
 
     def _check_quota(self, caller: CallerSession) -> None:
@@ -52,20 +73,8 @@ class DirectChat:
             raise RateLimited(retry_after)
 
     @staticmethod
-    def _insert_once(caller: CallerSession, conversation_id: str, content: str, client_message_id: str | None) -> str:
-        """Insert the message, or find the one a retried request with this client_message_id made."""
-        try:
-            return caller.insert_message(conversation_id, content, client_message_id)
-        except DuplicateClientMessage:
-            assert client_message_id is not None
-            existing = caller.find_client_message(client_message_id)
-            if existing is None or existing[1] != conversation_id:
-                raise ClientMessageConflict(client_message_id) from None
-            return existing[0]
-
-    @staticmethod
     def _reply_from(message_id: str, outcome: MessageOutcome | None) -> ChatReply:
-        if outcome is None or outcome.status not in ("done", "failed"):
+        if outcome is None or not outcome.settled:
             raise ReplyTimeout(message_id)
         if outcome.status == "failed" or outcome.reply_id is None or outcome.reply is None:
             raise ReplyFailed(message_id, outcome.error or "The message could not be answered.")

@@ -13,10 +13,11 @@ from collections.abc import Callable
 
 import structlog
 
-from chat.context import build_prompt, history_budget
+from chat.context import build_prompt
 from chat.errors import ModelError, StoreUnavailable
 from chat.logging import get_logger
 from chat.model import ChatModel
+from chat.outcome import MessageOutcome
 from chat.settings import Settings
 from chat.store import ClaimedMessage, MessageStore
 
@@ -37,7 +38,7 @@ class ReplyPipeline:
         settings: Settings,
         store: MessageStore,
         model: ChatModel,
-        on_settled: Callable[[str], None] | None = None,
+        on_settled: Callable[[str, MessageOutcome | None], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -54,13 +55,19 @@ class ReplyPipeline:
     def answer(self, message_id: str) -> Outcome:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
-                claim = self.store.claim_message(message_id, self.settings.lease_seconds, self.settings.max_attempts)
+                claim = self.store.claim_message(
+                    message_id,
+                    self.settings.lease_seconds,
+                    self.settings.max_attempts,
+                    self.settings.context_token_budget,
+                    self.settings.context_max_messages,
+                )
             except StoreUnavailable as error:
                 logger.warning("could not claim message", reason=str(error))
                 return Outcome.DEFERRED
             if claim is None:
                 logger.info("message not claimable; skipped")
-                self._settled(message_id)
+                self._settled(message_id, None)
                 return Outcome.NOT_CLAIMED
             with self._claims_lock:
                 self._active_claims[message_id] = claim.lease_expires_at
@@ -73,41 +80,45 @@ class ReplyPipeline:
 
     def _answer_claimed(self, claim: ClaimedMessage) -> Outcome:
         try:
-            outcome = self._generate_and_store(claim)
+            return self._generate_and_store(claim)
         except StoreUnavailable as error:
             logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
             return Outcome.DEFERRED
         except ModelError as error:
             logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
-            outcome = self._fail(claim.message_id, error.user_message)
+            return self._fail(claim, error.user_message)
         except Exception:
             logger.exception("unexpected error answering message; marking it failed")
-            outcome = self._fail(claim.message_id, INTERNAL_ERROR_MESSAGE)
-        self._settled(claim.message_id)
-        return outcome
+            return self._fail(claim, INTERNAL_ERROR_MESSAGE)
 
     def _generate_and_store(self, claim: ClaimedMessage) -> Outcome:
-        history = self.store.fetch_context(
-            claim.message_id,
-            history_budget(self.settings.context_token_budget, claim.system_prompt),
-            self.settings.context_max_messages,
-        )
         model_name = claim.model or self.settings.openai_model
-        reply = self.model.complete(build_prompt(claim.system_prompt, history), model_name)
-        reply_id = self.store.complete_message(
+        reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
+        stored = self.store.complete_message(
             claim.message_id, reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens
         )
-        logger.info("message answered", reply_id=reply_id, model=reply.model, context_messages=len(history))
+        if stored is None:
+            logger.info("message vanished before its reply was written (conversation deleted)")
+            self._settled(claim.message_id, None)
+            return Outcome.NOT_CLAIMED
+        logger.info("message answered", reply_id=stored.reply_id, model=reply.model, context_messages=len(claim.context))
+        self._settled(
+            claim.message_id,
+            MessageOutcome(claim.message_id, stored.conversation_id, "done", None, stored.reply_id, stored.content),
+        )
         return Outcome.ANSWERED
 
-    def _fail(self, message_id: str, user_message: str) -> Outcome:
+    def _fail(self, claim: ClaimedMessage, user_message: str) -> Outcome:
         try:
-            self.store.fail_message(message_id, user_message)
+            failed = self.store.fail_message(claim.message_id, user_message)
         except StoreUnavailable as error:
             logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
             return Outcome.DEFERRED
+        # Not failed here means it was settled elsewhere meanwhile: let the waiter read what it is.
+        outcome = MessageOutcome(claim.message_id, claim.conversation_id, "failed", user_message, None, None)
+        self._settled(claim.message_id, outcome if failed else None)
         return Outcome.FAILED
 
-    def _settled(self, message_id: str) -> None:
+    def _settled(self, message_id: str, outcome: MessageOutcome | None) -> None:
         if self.on_settled is not None:
-            self.on_settled(message_id)
+            self.on_settled(message_id, outcome)

@@ -25,6 +25,14 @@ class ClaimedMessage:
     lease_expires_at: str
     system_prompt: str | None
     model: str | None
+    context: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    reply_id: str
+    content: str
+    conversation_id: str
 
 
 def shared_http_client(settings: Settings) -> httpx.Client:
@@ -48,9 +56,20 @@ class MessageStore:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    def claim_message(self, message_id: str, lease_seconds: int, max_attempts: int) -> ClaimedMessage | None:
+    def claim_message(
+        self, message_id: str, lease_seconds: int, max_attempts: int, token_budget: int, max_messages: int
+    ) -> ClaimedMessage | None:
+        """Claim the message and read the context that fits `token_budget` (system prompt
+        included), in one round trip."""
         row = self._rpc(
-            "claim_message", {"message_id": message_id, "lease_seconds": lease_seconds, "max_attempts": max_attempts}
+            "claim_message_for_reply",
+            {
+                "message_id": message_id,
+                "token_budget": token_budget,
+                "lease_seconds": lease_seconds,
+                "max_attempts": max_attempts,
+                "max_messages": max_messages,
+            },
         )
         if not row:
             return None
@@ -62,6 +81,7 @@ class MessageStore:
             lease_expires_at=row["lease_expires_at"],
             system_prompt=row.get("system_prompt"),
             model=row.get("model"),
+            context=list(row.get("context") or []),
         )
 
     def fetch_context(self, message_id: str, token_budget: int, max_messages: int) -> list[dict[str, str]]:
@@ -73,9 +93,11 @@ class MessageStore:
 
     def complete_message(
         self, message_id: str, content: str, model: str, prompt_tokens: int | None, completion_tokens: int | None
-    ) -> str | None:
-        reply_id = self._rpc(
-            "complete_message",
+    ) -> StoredReply | None:
+        """Write the reply (once: a second writer gets the first reply back). None if the user
+        message no longer exists (its conversation was deleted meanwhile)."""
+        row = self._rpc(
+            "complete_message_for_reply",
             {
                 "message_id": message_id,
                 "content": content,
@@ -84,7 +106,9 @@ class MessageStore:
                 "completion_tokens": completion_tokens,
             },
         )
-        return str(reply_id) if reply_id else None
+        if not row:
+            return None
+        return StoredReply(reply_id=row["reply_id"], content=row["content"], conversation_id=row["conversation_id"])
 
     def fail_message(self, message_id: str, error: str) -> bool:
         return bool(self._rpc("fail_message", {"message_id": message_id, "error": error}))

@@ -1,0 +1,140 @@
+"""The torture tests' own stack: a PostgreSQL of their own (they stop and start it, so it must not
+be the session's), the gateway with the pg_net stand-in, the fake model, and services started as
+the Procfile starts them. Every test starts from empty tables, no queued model faults, no
+delivery faults and the webhook pointing nowhere; every test stops the services it started.
+
+Bigger counts: `pytest tests/torture --long`, or `TORTURE_LONG=1 pytest tests/torture`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from devstack.migrate import prepare_database
+from devstack.pgnet import DeliveryFaults
+from devstack.postgres import LocalPostgres
+from devstack.service_process import ServiceProcess
+from devstack.serving import free_port
+from devstack.stack import LocalStack, StackConfig
+from tests.conftest import USER_TABLES, FakeModelControl, service_env
+from tests.torture import ledger
+
+UNCONFIGURED_WEBHOOK = "http://127.0.0.1:9/unconfigured"
+# Logs as JSON lines, so the ledger can count the 500s a service answered from its access log.
+TORTURE_SERVICE_SETTINGS = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}
+
+StartService = Callable[..., ServiceProcess]
+
+
+def is_long_run(config: pytest.Config) -> bool:
+    """`--long` (added in tests/conftest.py) or TORTURE_LONG=1: bigger counts, for a soak."""
+    try:
+        flag = bool(config.getoption("--long"))
+    except ValueError:  # the option is not registered (tests/torture run from another rootdir)
+        flag = False
+    return flag or os.environ.get("TORTURE_LONG", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def long_run(pytestconfig: pytest.Config) -> bool:
+    return is_long_run(pytestconfig)
+
+
+@pytest.fixture(scope="package")
+def torture_state_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="ai-chat-torture-"))
+    yield path
+    if not os.environ.get("KEEP_TEST_STATE"):  # set it to read the services' logs after a failure
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="package")
+def torture_postgres(torture_state_dir: Path) -> Iterator[LocalPostgres]:
+    """A PostgreSQL of our own, which the tests may stop ("fast" or "immediate") and start again."""
+    postgres = LocalPostgres(torture_state_dir / "postgres" / "data", free_port())
+    url = postgres.start()
+    prepare_database(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        # The devstack turns durability off for speed. As on a real Supabase server, a commit the
+        # client saw must survive a crash of the server ("immediate" stop): without this, a user
+        # message whose insert returned could vanish, and the ledger would blame the service.
+        conn.execute("alter database postgres set synchronous_commit = on")
+    yield postgres
+    postgres.stop()
+
+
+@pytest.fixture(scope="package")
+def torture_stack(torture_state_dir: Path, torture_postgres: LocalPostgres) -> Iterator[LocalStack]:
+    config = StackConfig(
+        state_dir=torture_state_dir,
+        api_port=free_port(),
+        model_port=free_port(),
+        database_url=torture_postgres.superuser_url,
+        webhook_url=UNCONFIGURED_WEBHOOK,
+    )
+    running = LocalStack(config).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="package")
+def torture_url(torture_stack: LocalStack) -> str:
+    return torture_stack.database_url
+
+
+@pytest.fixture
+def fake(torture_stack: LocalStack) -> FakeModelControl:
+    assert torture_stack.fake_model is not None
+    return FakeModelControl(torture_stack.fake_model.url)
+
+
+@pytest.fixture(autouse=True)
+def _torture_clean_slate(torture_stack: LocalStack, torture_postgres: LocalPostgres) -> Iterator[None]:
+    """Empty tables, no faults, webhook unconfigured: before each test and after it."""
+    _reset(torture_stack, torture_postgres)
+    yield
+    _reset(torture_stack, torture_postgres)
+
+
+def _reset(stack: LocalStack, postgres: LocalPostgres) -> None:
+    if postgres.process is None or postgres.process.poll() is not None:  # a test died while it was down
+        postgres.start()
+    assert stack.pgnet is not None and stack.fake_model is not None
+    stack.pgnet.faults = DeliveryFaults()
+    FakeModelControl(stack.fake_model.url).reset()
+    with psycopg.connect(stack.database_url, autocommit=True) as conn:
+        conn.execute(f"truncate {USER_TABLES} cascade")
+    stack.configure_webhook(UNCONFIGURED_WEBHOOK)
+
+
+@pytest.fixture
+def start_service(torture_stack: LocalStack, torture_state_dir: Path) -> Iterator[StartService]:
+    """Start services with the tests' settings plus overrides; all are stopped after the test."""
+    started: list[ServiceProcess] = []
+
+    def start(**overrides: str) -> ServiceProcess:
+        port = free_port()
+        env = service_env(torture_stack, **{**TORTURE_SERVICE_SETTINGS, **overrides})
+        service = ServiceProcess(env, port=port, log_path=torture_state_dir / f"service-{port}.log")
+        started.append(service)
+        return service.start()
+
+    yield start
+    for service in started:
+        if service.process is not None and service.stop(timeout=15) is None:
+            service.kill()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Every scenario's ledger line, once more at the end of the run."""
+    if ledger.LINES:
+        terminalreporter.section("torture ledger")
+        for line in ledger.LINES:
+            terminalreporter.write_line(line)
