@@ -115,7 +115,7 @@ class CallerSession:
                 raise InvalidCredentials(error.message or code) from error
             if code == "P0002":
                 raise CursorNotFound(error.message or "unknown cursor") from error
-            if code in ("22023", "23514", "22P02"):
+            if code.startswith("22") or code in ("23502", "23514"):  # data the database cannot take
                 raise InvalidRequest(error.message or "invalid parameter") from error
             if code == "23505":
                 raise

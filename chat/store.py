@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 from postgrest.exceptions import APIError
+from supabase import Client, ClientOptions, create_client
 
 from chat.errors import StoreUnavailable
 from chat.settings import Settings
-from supabase import Client, ClientOptions, create_client
 
 STORE_TIMEOUT_SECONDS = 10.0
 

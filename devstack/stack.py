@@ -33,6 +33,7 @@ class StackConfig:
     db_port: int = 54322
     model_port: int = 54330
     database_url: str | None = None  # an existing server instead of the embedded one
+    trust_local_logins: bool = False  # that server lets any role log in without a password (as ours do)
     webhook_url: str = "http://127.0.0.1:8000/webhooks/messages"
     token_lifetime_seconds: int = 3600
 
@@ -82,7 +83,11 @@ class LocalStack:
         self.keys = JwtKeys.load_or_create(state, issuer)
         self.pgnet = PgNetWorker(self.database_url)
         gateway_app = create_gateway(
-            self.database_url, self.keys, token_lifetime_seconds=self.config.token_lifetime_seconds, pgnet=self.pgnet
+            self.database_url,
+            self.keys,
+            login_as_authenticator=self.postgres is not None or self.config.trust_local_logins,
+            token_lifetime_seconds=self.config.token_lifetime_seconds,
+            pgnet=self.pgnet,
         )
         self.gateway = serve_in_thread(gateway_app, self.config.host, self.config.api_port)
         self.fake_model = serve_in_thread(create_fake_openai(), self.config.host, self.config.model_port)

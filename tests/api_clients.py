@@ -6,9 +6,9 @@ import uuid
 from dataclasses import dataclass
 
 import httpx
+from supabase import ClientOptions, create_client
 
 from devstack.stack import LocalStack
-from supabase import ClientOptions, create_client
 
 
 @dataclass

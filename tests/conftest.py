@@ -58,6 +58,7 @@ def stack(state_dir: Path, database_url: str) -> Iterator[LocalStack]:
         api_port=free_port(),
         model_port=free_port(),
         database_url=database_url,
+        trust_local_logins=True,
         webhook_url="http://127.0.0.1:9/unconfigured",
     )
     running = LocalStack(config).start()

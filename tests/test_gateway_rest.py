@@ -11,9 +11,9 @@ import httpx
 import psycopg
 import pytest
 from postgrest.exceptions import APIError
+from supabase import Client, ClientOptions, create_client
 
 from devstack.keys import JwtKeys
-from supabase import Client, ClientOptions, create_client
 from tests.conftest import insert_user, user_token
 
 OBJECT = "application/vnd.pgrst.object+json"

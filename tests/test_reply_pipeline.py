@@ -10,10 +10,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from supabase import Client, ClientOptions, create_client
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from supabase import Client, ClientOptions, create_client
 from tests.conftest import SERVICE_TEST_SETTINGS, FakeModelControl, start_service, wait_until
 from tests.deliveries import deliver, message_event, message_state, pending_message, replies_to
 

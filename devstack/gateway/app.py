@@ -1,8 +1,10 @@
 """The gateway process: Supabase's API surface on one port, the pg_net stand-in beside it.
 
-PostgREST connects as `authenticator` and switches into the request's role per transaction;
-the pool here does the same by setting the session role to authenticator on each new
-connection, which also works when DATABASE_URL names a server that wants a password.
+PostgREST logs in as `authenticator` (no privileges of its own) and switches into the request's
+role per transaction; the REST pool does the same. On a server the stack started itself it logs
+in as authenticator directly (local trust auth); on a DATABASE_URL server, which may want a
+password, it logs in with that URL and drops to authenticator with `set role` on each new
+connection.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
 from starlette.routing import Mount
@@ -32,13 +35,19 @@ def create_gateway(
     database_url: str,
     keys: JwtKeys,
     *,
+    login_as_authenticator: bool = False,
     token_lifetime_seconds: int = 3600,
     pgnet: PgNetWorker | None = None,
     pool_size: int = 20,
 ) -> Starlette:
-    rest_pool = AsyncConnectionPool(
-        database_url, min_size=2, max_size=pool_size, open=False, configure=_become_authenticator
-    )
+    if login_as_authenticator:
+        rest_pool = AsyncConnectionPool(
+            make_conninfo(database_url, user="authenticator"), min_size=2, max_size=pool_size, open=False
+        )
+    else:
+        rest_pool = AsyncConnectionPool(
+            database_url, min_size=2, max_size=pool_size, open=False, configure=_become_authenticator
+        )
     auth_pool = AsyncConnectionPool(database_url, min_size=1, max_size=4, open=False)
     auth = AuthService(auth_pool, keys, token_lifetime_seconds)
 

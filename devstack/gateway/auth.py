@@ -50,8 +50,8 @@ def password_matches(password: str, stored: str | None) -> bool:
     return hmac.compare_digest(digest.hex(), digest_hex)
 
 
-def auth_error(status: int, error_code: str, message: str) -> JSONResponse:
-    return JSONResponse({"code": status, "error_code": error_code, "msg": message}, status_code=status)
+def auth_error(status: int, error_code: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"code": status, "error_code": error_code, "msg": message, **extra}, status_code=status)
 
 
 class AuthService:
@@ -81,7 +81,8 @@ class AuthService:
             return auth_error(400, "validation_failed", "Unable to validate email address: invalid format")
         if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
             return auth_error(
-                422, "weak_password", f"Password should be at least {MIN_PASSWORD_LENGTH} characters."
+                422, "weak_password", f"Password should be at least {MIN_PASSWORD_LENGTH} characters.",
+                weak_password={"reasons": ["length"]},
             )
         metadata = body.get("data") if isinstance(body.get("data"), dict) else {}
         async with self.pool.connection() as conn:
