@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import psycopg
@@ -22,6 +22,7 @@ from devstack.migrate import prepare_database
 from devstack.postgres import LocalPostgres
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
+from tests.api_clients import SignedUpUser, sign_up
 
 if TYPE_CHECKING:
     from devstack.stack import LocalStack
@@ -211,3 +212,21 @@ def wait_until(predicate: Callable[[], T], deadline_seconds: float = 10.0, inter
             assert value, f"condition not met within {deadline_seconds} s (last value: {value!r})"
             return value
         time.sleep(interval)
+
+
+def one_row(db: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> tuple[Any, ...]:
+    row = db.execute(query, params).fetchone()
+    assert row is not None
+    return tuple(row)
+
+
+@pytest.fixture
+def alice(stack: LocalStack) -> SignedUpUser:
+    """A user signed up through supabase-py against the gateway, as a frontend would."""
+    return sign_up(stack)
+
+
+@pytest.fixture
+def bob(stack: LocalStack) -> SignedUpUser:
+    """A second, unrelated user."""
+    return sign_up(stack)

@@ -26,22 +26,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from devstack.keys import JwtKeys
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.api_clients import SignedUpUser, sign_up
-from tests.conftest import insert_user, start_service
+from tests.api_clients import SignedUpUser
+from tests.conftest import insert_user, one_row, start_service
 
 UNREACHABLE_SUPABASE = "http://127.0.0.1:9"
 AuthorizationFor = Callable[[JwtKeys, str], "str | None"]
-
-
-def one_row(db: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> tuple[Any, ...]:
-    row = db.execute(query, params).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
-@pytest.fixture
-def alice(stack: LocalStack) -> SignedUpUser:
-    return sign_up(stack)
 
 
 def b64url(data: dict[str, Any]) -> str:

@@ -11,18 +11,8 @@ import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.api_clients import SignedUpUser, sign_up
+from tests.api_clients import SignedUpUser
 from tests.conftest import FakeModelControl, start_service, wait_until
-
-
-@pytest.fixture
-def alice(stack: LocalStack) -> SignedUpUser:
-    return sign_up(stack)
-
-
-@pytest.fixture
-def bob(stack: LocalStack) -> SignedUpUser:
-    return sign_up(stack)
 
 
 def new_conversation(api: httpx.Client, **fields: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import httpx
 import psycopg
@@ -13,26 +12,11 @@ import pytest
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
 from tests.api_clients import SignedUpUser, sign_up
+from tests.conftest import one_row
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # A well-formed `before` that names none of the caller's conversations (api/errors.py, api/openapi.py).
 UNKNOWN_CURSOR = (404, "cursor_not_found")
-
-
-def one_row(db: psycopg.Connection, query: str, params: tuple[object, ...] = ()) -> tuple[Any, ...]:
-    row = db.execute(query, params).fetchone()
-    assert row is not None
-    return tuple(row)
-
-
-@pytest.fixture
-def alice(stack: LocalStack) -> SignedUpUser:
-    return sign_up(stack)
-
-
-@pytest.fixture
-def bob(stack: LocalStack) -> SignedUpUser:
-    return sign_up(stack)
 
 
 def insert_conversation(db: psycopg.Connection, user_id: str, minute: int, title: str | None = None) -> str:
