@@ -26,5 +26,11 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+## Every benchmark figure in one run (about 10 minutes on 2 cores): prints a table, writes
+## bench/results/latest.json and bench/results/latency.png. `make bench BENCH_ARGS=--quick` for a smoke run.
+bench: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	$(PY) -m bench $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

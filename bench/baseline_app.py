@@ -27,9 +27,9 @@ import openai
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from postgrest.types import ReturnMethod
+from supabase import Client, ClientOptions, create_client
 
 from chat.logging import configure_logging
-from supabase import Client, ClientOptions, create_client
 
 HISTORY_LIMIT = int(os.environ.get("CONTEXT_MAX_MESSAGES", "200"))  # the service's own limit, for a like-for-like read
 
@@ -92,14 +92,14 @@ def create_app() -> Flask:
     def chat(conversation_id: str) -> ResponseReturnValue:
         body: dict[str, Any] = request.get_json(force=True)
         message, user_id = str(body["message"]), str(body["user_id"])
-        rows = (
+        rows: list[dict[str, Any]] = (
             supabase.table("messages")
             .select("role, content")
             .eq("conversation_id", conversation_id)
             .order("created_at", desc=True)
             .limit(HISTORY_LIMIT)
             .execute()
-            .data
+            .data  # type: ignore[assignment]
         )
         history = [{"role": row["role"], "content": row["content"]} for row in reversed(rows)]
         completion = model.chat.completions.create(

@@ -1,43 +1,44 @@
-"""What POST /api/chat costs over the model's own latency: sequential requests from one signed-in
-user, each timed end to end over loopback, minus the fake model's configured latency.
+"""Figure 2 on its own: what POST /api/chat costs over the model's latency, at one concurrency,
+optionally beside the baseline (the original design's direct call).
 
-    .venv/bin/python -m bench.chat_overhead [--requests 100] [--model-latency-ms 0]
+The full benchmark (`python -m bench`) runs this beside every other figure; this script is for
+looking at one level while working on the REST door. Same measurement (bench/direct.py), same
+separate load generator process.
+
+    .venv/bin/python -m bench.chat_overhead [--requests 100] [--concurrency 1] [--model-latency-ms 0] [--baseline]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import math
+from typing import Any
 
-import httpx
-
+from bench.direct import compare, merge, print_level, run_side
+from bench.fixtures import create_virtual_users
 from bench.harness import bench_environment
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=100, help="measured requests in total")
+    parser.add_argument("--concurrency", type=int, default=1, help="callers waiting at once")
     parser.add_argument("--model-latency-ms", type=float, default=0)
+    parser.add_argument("--baseline", action="store_true", help="run the baseline too, and print the ratios")
     args = parser.parse_args()
-    with bench_environment() as environment:
-        environment.set_model_latency(args.model_latency_ms)
-        headers = {"Authorization": f"Bearer {environment.sign_up()}"}
-        with httpx.Client(base_url=environment.service.url, headers=headers, timeout=60) as api:
-            conversation = api.post("/api/conversations", json={"title": "bench"}).json()["id"]
-            for n in range(5):  # warm-up
-                api.post(f"/api/chat/{conversation}", json={"message": f"warm-up {n}"}).raise_for_status()
-            latencies = []
-            for n in range(args.requests):
-                started = time.perf_counter()
-                api.post(f"/api/chat/{conversation}", json={"message": f"request {n}"}).raise_for_status()
-                latencies.append((time.perf_counter() - started) * 1000)
-    latencies.sort()
-    model = args.model_latency_ms
-    print(f"POST /api/chat, {args.requests} sequential requests, model {model:.0f} ms")
-    print(f"  median {statistics.median(latencies):7.1f} ms   (overhead {statistics.median(latencies) - model:6.1f} ms)")
-    print(f"  p95    {latencies[int(0.95 * (len(latencies) - 1))]:7.1f} ms")
-    print(f"  worst  {latencies[-1]:7.1f} ms   (overhead {latencies[-1] - model:6.1f} ms)")
+    rounds = max(1, math.ceil(args.requests / args.concurrency))
+    model_ms = args.model_latency_ms
+    with bench_environment(with_baseline=args.baseline) as environment:
+        environment.set_model_latency(model_ms)
+        sides = ("service", "baseline") if args.baseline else ("service",)
+        level: dict[str, Any] = {"model_latency_ms": model_ms, "concurrency": args.concurrency}
+        for side in sides:
+            users = create_virtual_users(environment, args.concurrency, f"bench: {side}")
+            run_side(environment, side, users[:1], 2, model_ms, "warm-up")
+            level[side] = merge([run_side(environment, side, users, rounds, model_ms, side)], model_ms)
+    print_level("direct", level)
+    if args.baseline:
+        print(f"  ours/baseline: {compare(level['service'], level['baseline'])}")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ class BenchConfig:
     # 5. history
     history_sizes: tuple[int, ...] = (10, 1_000, 100_000)
     history_calls: int = 50
+    history_background_conversations: int = 2_000  # 10 messages each: a table of many conversations
 
     settle_timeout_seconds: float = 75.0  # a cut-off step's backlog: sweep grace 30 s + interval 15 s + work
 

@@ -20,12 +20,13 @@ from pathlib import Path
 import httpx
 import jwt
 import psycopg
+from supabase import ClientOptions, create_client
 
 from bench.baseline_process import BaselineProcess
+from bench.cpu import CpuMeter
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
 from devstack.stack import LocalStack, StackConfig
-from supabase import ClientOptions, create_client
 
 BENCH_SERVICE_ENV = {
     "APP_ENV": "production",
@@ -47,6 +48,14 @@ class BenchEnvironment:
     @property
     def database_url(self) -> str:
         return self.stack.database_url
+
+    @property
+    def cpu_meter(self) -> CpuMeter:
+        def pid(process: object) -> int | None:
+            popen = getattr(process, "process", None)
+            return popen.pid if popen is not None else None
+
+        return CpuMeter(pid(self.service), pid(self.baseline), pid(self.stack.postgres))
 
     def set_model_latency(self, milliseconds: float) -> None:
         assert self.stack.fake_model is not None

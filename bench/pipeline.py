@@ -16,7 +16,7 @@ from typing import Any
 from bench.config import BenchConfig
 from bench.fixtures import VirtualUser
 from bench.harness import BenchEnvironment
-from bench.runner import run_loadgen
+from bench.runner import loadgen_stats, run_loadgen
 from bench.stats import summarize
 
 REPLY_WORKERS_PER_INSTANCE_GUESS = 16  # only sizes the deadline of a run: 2 workers x WORKER_THREADS 8
@@ -52,9 +52,11 @@ def run_level(
             "conversations": [{"user_id": c.user_id, "conversation_id": c.conversation_id} for c in conversations],
             "messages": messages,
             "warmup": warmup,
+            "ramp_seconds": model_ms / 1000,  # one model latency: conversations then arrive evenly, not in lockstep
             "deadline_seconds": 30 + 3 * (warmup + messages) * per_message,
             "label": f"pipeline c{concurrency} m{model_ms:.0f}",
-        }
+        },
+        environment.cpu_meter,
     )
     level = {
         "model_latency_ms": model_ms,
@@ -64,7 +66,8 @@ def run_level(
         "overhead_ms": summarize(result["latencies_ms"], model_ms),
         "throughput_rps": result["throughput_rps"],
         "errors": result["errors"],
-        "loadgen": {key: result[key] for key in ("loadgen_cpu_share", "loop_lag_p99_ms", "loop_lag_max_ms")},
+        "loadgen": loadgen_stats([result]),
+        "cpu": result["cpu"],
         "latencies_ms": result["latencies_ms"],
     }
     print(f"  pipeline   model {model_ms:6.0f} ms  c={concurrency:<4d} overhead p50 {level['overhead_ms']['p50']:8.1f}"

@@ -10,9 +10,11 @@ from chat.direct_chat import DirectChat
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.model import ChatModel
+from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
 from chat.redrive import RedriveSweep
 from chat.settings import Settings
+from chat.siblings import SiblingNotifier
 from chat.store import MessageStore, service_client, shared_http_client
 from chat.waiter import ReplyWaiter
 from chat.workers import ReplyWorkers
@@ -30,13 +32,20 @@ class ChatService:
     sweep: RedriveSweep
     waiter: ReplyWaiter
     direct_chat: DirectChat
+    siblings: SiblingNotifier
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatService:
         http = shared_http_client(settings)
         store = MessageStore(service_client(settings, http))
         waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
-        pipeline = ReplyPipeline(settings, store, ChatModel(settings), on_settled=waiter.notify)
+        siblings = SiblingNotifier(on_settled=waiter.notify)
+
+        def settled(message_id: str, outcome: MessageOutcome | None) -> None:
+            waiter.notify(message_id, outcome)
+            siblings.broadcast(message_id)
+
+        pipeline = ReplyPipeline(settings, store, ChatModel(settings), on_settled=settled)
         workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
         return cls(
             settings=settings,
@@ -47,16 +56,19 @@ class ChatService:
             sweep=RedriveSweep(settings, store, workers),
             waiter=waiter,
             direct_chat=DirectChat(settings, waiter),
+            siblings=siblings,
         )
 
     def start(self) -> None:
         """Start the background work; gunicorn calls this once per worker process, after the fork."""
         self.sweep.start()
+        self.siblings.start()
 
     def begin_shutdown(self) -> None:
         """SIGTERM: take no new webhooks (they get 503 and are re-driven elsewhere), stop sweeping."""
         self.workers.stop_accepting()
         self.sweep.stop(wait=False)
+        self.siblings.stop()
 
     def finish_shutdown(self, drain_seconds: float) -> list[str]:
         """Let running generations finish for up to `drain_seconds`, then hand back the claims

@@ -56,8 +56,8 @@ class Settings(BaseSettings):
     rate_limit_window_seconds: int = Field(60, ge=1)
     cors_origins: str = ""  # comma-separated; empty means * in development, required in production
 
-    worker_threads: int = Field(8, ge=1, le=256)
-    worker_queue_size: int = Field(64, ge=0)
+    worker_threads: int = Field(256, ge=1, le=1024)  # generations in flight per process; threads start on demand
+    worker_queue_size: int = Field(256, ge=0)
     lease_seconds: int = Field(180, ge=1)
     max_attempts: int = Field(5, ge=1)
     redrive_interval_seconds: float = Field(15.0, ge=0)  # 0 turns the in-process sweep off
