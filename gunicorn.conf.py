@@ -25,6 +25,8 @@ worker_connections = max(1000, threads * 2)
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 keepalive = 30
+# gunicorn's largest request line, so the app (not gunicorn's HTML 414) judges long query strings.
+limit_request_line = 8190
 accesslog = "-"
 logger_class = "server.gunicorn_logging.StructlogGunicornLogger"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None

@@ -22,8 +22,8 @@ def json_body(schema: type[Schema], settings: Settings) -> Schema:
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
     try:
         body = json.loads(request.get_data())
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("The body is not valid JSON.") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting too deep to parse
+        raise BadRequest("The body is not valid JSON (or nests too deeply).") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     return validated(schema, body)

@@ -8,13 +8,15 @@ import uuid
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 MAX_MESSAGE_CHARS = 32000  # the database's messages_user_content_length check
+# Postgres text cannot hold U+0000; saying so in the schema makes it a 400 here and in the document.
+NO_NUL = r"^[^\x00]*$"
 
 
 class ChatMessageIn(BaseModel):
     # user_id is tolerated for the original design's clients, and checked against the token.
     model_config = ConfigDict(extra="ignore")
 
-    message: StrictStr = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: StrictStr = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)
     client_message_id: uuid.UUID | None = None
     user_id: StrictStr | None = None
 
@@ -22,9 +24,9 @@ class ChatMessageIn(BaseModel):
 class ConversationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: StrictStr | None = Field(None, max_length=200)
-    system_prompt: StrictStr | None = Field(None, max_length=8000)
-    model: StrictStr | None = Field(None, min_length=1, max_length=100)
+    title: StrictStr | None = Field(None, max_length=200, pattern=NO_NUL)
+    system_prompt: StrictStr | None = Field(None, max_length=8000, pattern=NO_NUL)
+    model: StrictStr | None = Field(None, min_length=1, max_length=100, pattern=NO_NUL)
 
 
 class PageQuery(BaseModel):

@@ -230,3 +230,8 @@ def alice(stack: LocalStack) -> SignedUpUser:
 def bob(stack: LocalStack) -> SignedUpUser:
     """A second, unrelated user."""
     return sign_up(stack)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """`--long`: bigger counts in tests/torture/ (TORTURE_LONG=1 does the same)."""
+    parser.addoption("--long", action="store_true", default=False, help="run tests/torture with soak-sized counts")

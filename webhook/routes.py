@@ -38,7 +38,7 @@ def receive_message_event() -> ResponseReturnValue:
         return error_response(401, "invalid_signature", "The webhook signature is missing, malformed, stale or wrong.")
     try:
         message = DatabaseEvent.model_validate(json.loads(body)).new_user_message()
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):
         return error_response(400, "invalid_payload", "The webhook body is not a database event for a message.")
     if message is None:
         return jsonify(status="ignored"), 200

@@ -42,13 +42,18 @@ def create_gateway(
 ) -> Starlette:
     if login_as_authenticator:
         rest_pool = AsyncConnectionPool(
-            make_conninfo(database_url, user="authenticator"), min_size=2, max_size=pool_size, open=False
+            make_conninfo(database_url, user="authenticator"), min_size=2, max_size=pool_size, open=False,
+            check=AsyncConnectionPool.check_connection,
         )
     else:
         rest_pool = AsyncConnectionPool(
-            database_url, min_size=2, max_size=pool_size, open=False, configure=_become_authenticator
+            database_url, min_size=2, max_size=pool_size, open=False, configure=_become_authenticator,
+            check=AsyncConnectionPool.check_connection,
         )
-    auth_pool = AsyncConnectionPool(database_url, min_size=1, max_size=4, open=False)
+    # check=: a restarted Postgres leaves dead connections in the pool; test each before use.
+    auth_pool = AsyncConnectionPool(
+        database_url, min_size=1, max_size=4, open=False, check=AsyncConnectionPool.check_connection
+    )
     auth = AuthService(auth_pool, keys, token_lifetime_seconds)
 
     @contextlib.asynccontextmanager

@@ -44,6 +44,7 @@ class Ledger:
     errors: dict[str, int] = field(default_factory=dict)  # failed messages' error text -> count
     attempts: dict[str, int] = field(default_factory=dict)  # message id -> claims it took
     extra: dict[str, object] = field(default_factory=dict)  # scenario-specific figures for the line
+    reported: bool = False
 
     @property
     def line(self) -> str:
@@ -55,12 +56,16 @@ class Ledger:
         )
 
     def report(self) -> None:
-        """Print the line now (visible with -s) and keep it for the run's terminal summary."""
-        print(self.line)
-        LINES.append(self.line)
+        """Print the line once (visible with -s) and keep it for the run's terminal summary.
+        Add the scenario's own figures to `extra` first."""
+        if not self.reported:
+            self.reported = True
+            print(self.line)
+            LINES.append(self.line)
 
     def assert_clean(self, *, http: bool = True) -> None:
         """Nothing lost, nothing doubled, no reply without its message, and (for HTTP) no 500."""
+        self.report()
         sample = dict(list(self.lost.items())[:5])
         assert not self.lost, f"{self.line}\nlost messages (first 5): {sample}"
         assert not self.doubled, f"{self.line}\ndoubled messages: {self.doubled}"
@@ -80,7 +85,8 @@ def settle_and_account(
     poll_seconds: float = 0.1,
 ) -> Ledger:
     """Wait until every user message in the database (and every id in `expected`, the ones the
-    test saw committed) is settled, or the deadline passes; then count, print and return.
+    test saw committed) is settled, or the deadline passes; then count and return the ledger (the
+    caller adds its figures to `extra`, then `report()`s or `assert_clean()`s, which reports).
     Survives the database being briefly unreachable while it polls."""
     expected_ids = set(expected)
     deadline = time.monotonic() + deadline_seconds
@@ -93,7 +99,6 @@ def settle_and_account(
         time.sleep(poll_seconds)
     ledger = account(database_url, scenario, expected_ids)
     ledger.http_500, ledger.internal_errors = count_http_500(services)
-    ledger.report()
     return ledger
 
 
