@@ -54,6 +54,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     for axis in axes[0]:
+        if not any(len(line.get_xdata()) for line in axis.get_lines()):
+            axis.set_visible(False)  # a figure left out with --skip: nothing to draw on a log scale
+            continue
         axis.set_xscale("log")
         axis.set_yscale("log")
         shown = sorted({int(x) for line in axis.get_lines() for x in line.get_xdata()})
