@@ -37,6 +37,9 @@ def main() -> None:
             run_side(environment, side, users[:1], 2, model_ms, "warm-up")
             level[side] = merge([run_side(environment, side, users, rounds, model_ms, side)], model_ms)
     print_level("direct", level)
+    overhead = level["service"]["overhead_ms"]
+    print(f"POST /api/chat overhead over the model: median {overhead['p50']:.1f} ms, worst {overhead['max']:.1f} ms"
+          f" of {overhead['n']}")
     if args.baseline:
         print(f"  ours/baseline: {compare(level['service'], level['baseline'])}")
 

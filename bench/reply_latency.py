@@ -32,7 +32,9 @@ def main() -> None:
         environment.set_model_latency(args.model_latency_ms)
         conversations = create_virtual_users(environment, args.concurrency, "bench: reply latency")
         level = run_level(environment, config, conversations, args.model_latency_ms)
-    print(f"throughput {level['throughput_rps']:.1f} messages/s; errors {level['errors'] or 0}")
+    overhead = level["overhead_ms"]
+    print(f"median {overhead['p50']:.1f} ms, worst {overhead['max']:.1f} ms of {overhead['n']} (overhead over the model);"
+          f" throughput {level['throughput_rps']:.1f} messages/s; errors {level['errors'] or 0}")
 
 
 if __name__ == "__main__":
