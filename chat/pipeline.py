@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Callable
 
 import structlog
@@ -93,15 +94,25 @@ class ReplyPipeline:
 
     def _generate_and_store(self, claim: ClaimedMessage) -> Outcome:
         model_name = claim.model or self.settings.openai_model
+        started = time.perf_counter()
         reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
+        generated = time.perf_counter()
         stored = self.store.complete_message(
             claim.message_id, reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens
         )
+        stored_at = time.perf_counter()
         if stored is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
             self._settled(claim.message_id, None)
             return Outcome.NOT_CLAIMED
-        logger.info("message answered", reply_id=stored.reply_id, model=reply.model, context_messages=len(claim.context))
+        logger.info(
+            "message answered",
+            reply_id=stored.reply_id,
+            model=reply.model,
+            context_messages=len(claim.context),
+            model_ms=round((generated - started) * 1000, 1),
+            store_ms=round((stored_at - generated) * 1000, 1),
+        )
         self._settled(
             claim.message_id,
             MessageOutcome(claim.message_id, stored.conversation_id, "done", None, stored.reply_id, stored.content),
