@@ -25,8 +25,9 @@ from webhook.routes import webhook
 def create_app(config: Settings | Mapping[str, Any] | None = None, *, start_background: bool = True) -> Flask:
     """Build the app from `config` (a Settings, or overrides on the environment).
 
-    `start_background` starts the re-drive sweep; gunicorn calls this in each worker, never in
-    the master, so every worker process has its own pool and sweep.
+    `start_background` starts the re-drive sweep and the sibling listener now, for any server
+    that runs this in the process that serves. Under gunicorn, server/wsgi.py passes False and
+    gunicorn.conf.py's post_worker_init starts them after the fork, once per worker.
     """
     settings = config if isinstance(config, Settings) else load_settings(config)
     configure_logging(settings.effective_log_format, settings.log_level)
