@@ -3,6 +3,7 @@ model), on free ports; every test leaves the database as it found it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -31,12 +32,20 @@ T = TypeVar("T")
 USER_TABLES = "auth.users, public.conversations, public.messages, net.http_request_queue, net._http_response"
 
 
+@contextlib.contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """A temporary folder for a stack's data and the services' logs. KEEP_TEST_STATE=1 keeps it,
+    to read those logs after a failure."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    yield path
+    if not os.environ.get("KEEP_TEST_STATE"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def state_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ai-chat-test-"))
-    yield path
-    if not os.environ.get("KEEP_TEST_STATE"):  # set it to read the services' logs after a failure
-        shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir("ai-chat-test-") as path:
+        yield path
 
 
 @pytest.fixture(scope="session")

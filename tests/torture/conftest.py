@@ -9,8 +9,6 @@ Bigger counts: `pytest tests/torture --long`, or `TORTURE_LONG=1 pytest tests/to
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from devstack.postgres import LocalPostgres
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port, serve_in_thread
 from devstack.stack import LocalStack, StackConfig
-from tests.conftest import USER_TABLES, FakeModelControl, service_env
+from tests.conftest import USER_TABLES, FakeModelControl, scratch_dir, service_env
 from tests.torture import ledger
 
 UNCONFIGURED_WEBHOOK = "http://127.0.0.1:9/unconfigured"
@@ -50,10 +48,8 @@ def long_run(pytestconfig: pytest.Config) -> bool:
 
 @pytest.fixture(scope="package")
 def torture_state_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="ai-chat-torture-"))
-    yield path
-    if not os.environ.get("KEEP_TEST_STATE"):  # set it to read the services' logs after a failure
-        shutil.rmtree(path, ignore_errors=True)
+    with scratch_dir("ai-chat-torture-") as path:
+        yield path
 
 
 @pytest.fixture(scope="package")
