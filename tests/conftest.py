@@ -42,6 +42,31 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+UNCONFIGURED_WEBHOOK = "http://127.0.0.1:9/unconfigured"
+
+
+def start_migrated_postgres(folder: Path) -> LocalPostgres:
+    """A PostgreSQL on a free port, bootstrapped and migrated as `make run` does."""
+    postgres = LocalPostgres(folder / "postgres" / "data", free_port())
+    prepare_database(postgres.start())
+    return postgres
+
+
+def start_test_stack(folder: Path, database_url: str) -> LocalStack:
+    """The stand-ins on free ports over an existing database; the webhook points nowhere until a test says."""
+    from devstack.stack import LocalStack, StackConfig
+
+    config = StackConfig(
+        state_dir=folder,
+        api_port=free_port(),
+        model_port=free_port(),
+        database_url=database_url,
+        trust_local_logins=True,
+        webhook_url=UNCONFIGURED_WEBHOOK,
+    )
+    return LocalStack(config).start()
+
+
 @pytest.fixture(scope="session")
 def state_dir() -> Iterator[Path]:
     with scratch_dir("ai-chat-test-") as path:
@@ -51,27 +76,15 @@ def state_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def database_url(state_dir: Path) -> Iterator[str]:
     """A real PostgreSQL with the Supabase bootstrap and our migrations, for the whole session."""
-    postgres = LocalPostgres(state_dir / "postgres" / "data", free_port())
-    url = postgres.start()
-    prepare_database(url)
-    yield url
+    postgres = start_migrated_postgres(state_dir)
+    yield postgres.superuser_url
     postgres.stop()
 
 
 @pytest.fixture(scope="session")
 def stack(state_dir: Path, database_url: str) -> Iterator[LocalStack]:
     """The gateway, the pg_net stand-in and the fake model, over the session's database."""
-    from devstack.stack import LocalStack, StackConfig
-
-    config = StackConfig(
-        state_dir=state_dir,
-        api_port=free_port(),
-        model_port=free_port(),
-        database_url=database_url,
-        trust_local_logins=True,
-        webhook_url="http://127.0.0.1:9/unconfigured",
-    )
-    running = LocalStack(config).start()
+    running = start_test_stack(state_dir, database_url)
     yield running
     running.stop()
 

@@ -16,16 +16,22 @@ import psycopg
 import pytest
 
 from devstack.gateway.app import create_gateway
-from devstack.migrate import prepare_database
 from devstack.pgnet import DeliveryFaults
 from devstack.postgres import LocalPostgres
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port, serve_in_thread
-from devstack.stack import LocalStack, StackConfig
-from tests.conftest import USER_TABLES, FakeModelControl, scratch_dir, service_env
+from devstack.stack import LocalStack
+from tests.conftest import (
+    UNCONFIGURED_WEBHOOK,
+    USER_TABLES,
+    FakeModelControl,
+    scratch_dir,
+    service_env,
+    start_migrated_postgres,
+    start_test_stack,
+)
 from tests.torture import ledger
 
-UNCONFIGURED_WEBHOOK = "http://127.0.0.1:9/unconfigured"
 # Logs as JSON lines, so the ledger can count the 500s a service answered from its access log.
 TORTURE_SERVICE_SETTINGS = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "5"}
 
@@ -55,10 +61,8 @@ def torture_state_dir() -> Iterator[Path]:
 @pytest.fixture(scope="package")
 def torture_postgres(torture_state_dir: Path) -> Iterator[LocalPostgres]:
     """A PostgreSQL of our own, which the tests may stop ("fast" or "immediate") and start again."""
-    postgres = LocalPostgres(torture_state_dir / "postgres" / "data", free_port())
-    url = postgres.start()
-    prepare_database(url)
-    with psycopg.connect(url, autocommit=True) as conn:
+    postgres = start_migrated_postgres(torture_state_dir)
+    with psycopg.connect(postgres.superuser_url, autocommit=True) as conn:
         # The devstack turns durability off for speed. As on a real Supabase server, a commit the
         # client saw must survive a crash of the server ("immediate" stop): without this, a user
         # message whose insert returned could vanish, and the ledger would blame the service.
@@ -69,14 +73,7 @@ def torture_postgres(torture_state_dir: Path) -> Iterator[LocalPostgres]:
 
 @pytest.fixture(scope="package")
 def torture_stack(torture_state_dir: Path, torture_postgres: LocalPostgres) -> Iterator[LocalStack]:
-    config = StackConfig(
-        state_dir=torture_state_dir,
-        api_port=free_port(),
-        model_port=free_port(),
-        database_url=torture_postgres.superuser_url,
-        webhook_url=UNCONFIGURED_WEBHOOK,
-    )
-    running = LocalStack(config).start()
+    running = start_test_stack(torture_state_dir, torture_postgres.superuser_url)
     yield running
     running.stop()
 
