@@ -13,6 +13,8 @@ import psycopg
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BOOTSTRAP_SQL = Path(__file__).resolve().parent / "sql" / "supabase_bootstrap.sql"
+# What Supabase Realtime installs in a project (the realtime schema); after the image's extras.
+REALTIME_BOOTSTRAP_SQL = Path(__file__).resolve().parent / "sql" / "realtime_bootstrap.sql"
 MIGRATIONS_DIR = REPO_ROOT / "supabase" / "migrations"
 
 HISTORY_TABLE_SQL = """
@@ -33,6 +35,7 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 def apply_bootstrap(database_url: str) -> None:
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(BOOTSTRAP_SQL.read_text())
+        conn.execute(REALTIME_BOOTSTRAP_SQL.read_text())
 
 
 def apply_migrations(database_url: str, directory: Path = MIGRATIONS_DIR) -> list[str]:

@@ -56,6 +56,11 @@ class LocalStack:
         return self.gateway.url
 
     @property
+    def realtime_url(self) -> str:
+        """What supabase-js derives from the API URL: ws://host:port/realtime/v1."""
+        return self.api_url.replace("http://", "ws://", 1) + "/realtime/v1"
+
+    @property
     def model_url(self) -> str:
         assert self.fake_model is not None
         return f"{self.fake_model.url}/v1"
@@ -125,6 +130,7 @@ class LocalStack:
         return "\n".join(
             [
                 f"         API URL: {self.api_url}",
+                f"    Realtime URL: {self.realtime_url}",
                 f"          DB URL: {self.database_url}",
                 f"        JWKS URL: {self.api_url}/auth/v1/.well-known/jwks.json",
                 f"      JWT secret: {self.keys.legacy_secret}",
