@@ -5,6 +5,7 @@ is the point. All of them record what arrives and let a test wait for it with a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -205,7 +206,8 @@ class PythonSubscriber:
             for binding in postgres:
                 channel.on_postgres_changes(
                     binding["event"], table=binding.get("table"), schema=binding.get("schema"),
-                    filter=binding.get("filter"), callback=lambda p, n=name: self.events.put({"type": "postgres", "channel": n, "payload": p}),
+                    filter=binding.get("filter"),
+                    callback=lambda p, n=name: self.events.put({"type": "postgres", "channel": n, "payload": p}),
                 )
             for event in broadcast:
                 channel.on_broadcast(event, lambda p, n=name: self.events.put({"type": "broadcast", "channel": n, "payload": p}))
@@ -215,8 +217,8 @@ class PythonSubscriber:
             channel.on_system(lambda p, n=name: self.events.put({"type": "system", "channel": n, "payload": dict(p)}))
             self.channels[name] = channel
             await channel.subscribe(lambda status, error, n=name: self.events.put(
-                {"type": "status", "channel": n, "status": status.value if isinstance(status, RealtimeSubscribeStates) else status,
-                 "error": str(error) if error else None}))
+                {"type": "status", "channel": n, "error": str(error) if error else None,
+                 "status": status.value if isinstance(status, RealtimeSubscribeStates) else status}))
         self.run(go())
 
     def expect(self, predicate: Callable[[Event], bool], what: str, deadline_seconds: float = 15.0) -> Event:
@@ -227,10 +229,8 @@ class PythonSubscriber:
                            f"SUBSCRIBED on {channel}")
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the server may have dropped the socket already
             self.run(self.client.close(), timeout=5)
-        except Exception:  # noqa: S110 - closing a socket the server already dropped
-            pass
         self.run(_cancel_other_tasks(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
