@@ -293,3 +293,26 @@ def test_rest_broadcast_refuses_what_it_cannot_send(
     response = httpx.post(f"{stack.api_url}/realtime/v1/api/broadcast", headers=headers, json=body)
     assert response.status_code == status
     assert response.json()["error"]
+
+
+def test_record_values_are_what_to_jsonb_gives(stack: LocalStack, db: psycopg.Connection,
+                                               sockets: list[RawSocket]) -> None:
+    db.execute("""
+        create table public.realtime_types (
+          id int primary key, flag bool, big int8, amount numeric, ratio float8, doc jsonb, at timestamptz,
+          local_at timestamp, day date, ident uuid, words text, counts int4[], span int4range);
+        alter publication supabase_realtime add table public.realtime_types;
+    """)
+    try:
+        socket = open_socket(stack, sockets, api_key=stack.keys.api_key("service_role") if stack.keys else None)
+        socket.join("types", {"postgres_changes": [{"event": "INSERT", "schema": "public", "table": "realtime_types"}]})
+        socket.expect(event_is("system"), "subscribed")
+        db.execute("""insert into public.realtime_types values (1, true, 9007199254740993, 12.50, 'NaN', '{"a": [1, null]}',
+                      '2026-12-01 09:15:15.123456+00', '2026-12-01 09:15:15', '2026-12-01', gen_random_uuid(),
+                      'quote " and ünïcode', '{1,2,NULL}', '[1,5)')""")
+        record = field_of(socket.expect(postgres_change("INSERT"), "the typed row"), "payload")["data"]["record"]
+        expected = db.execute("select to_jsonb(t) from public.realtime_types t").fetchone()
+        assert expected is not None
+        assert record == expected[0]
+    finally:
+        db.execute("alter publication supabase_realtime drop table public.realtime_types; drop table public.realtime_types")

@@ -37,7 +37,7 @@ def to_json_value(type_oid: int, text: str | None) -> Any:
         return int(text)
     if type_oid in (FLOAT4, FLOAT8, NUMERIC):
         try:
-            return json.loads(text)  # exact digits, as to_jsonb(numeric) keeps them
+            return json.loads(text, parse_constant=_not_a_number)  # exact digits, as to_jsonb keeps them
         except ValueError:
             return text  # NaN, Infinity: to_jsonb gives strings
     if type_oid in JSON_TYPES:
@@ -50,6 +50,10 @@ def to_json_value(type_oid: int, text: str | None) -> Any:
     if type_oid in AS_STRING:
         return text
     raise NeedsDatabase(type_oid)
+
+
+def _not_a_number(text: str) -> Any:
+    raise ValueError(text)
 
 
 async def json_values(pool: AsyncConnectionPool, types: dict[str, int], values: dict[str, str | None]) -> dict[str, Any]:
