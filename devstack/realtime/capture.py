@@ -64,10 +64,13 @@ class ChangeCapture:
                 self.ready.clear()
                 logger.warning("realtime change capture lost the database (%s); retrying", error)
             except psycopg.Error as error:
-                # wal_level below logical, no replication privilege, too many slots: say so once a retry.
+                # wal_level below logical, no replication privilege, no free slot: joins with
+                # postgres_changes get this as their system error; logged once per new cause.
                 self.ready.clear()
-                self.error = f"change capture unavailable: {error}"
-                logger.error("realtime %s", self.error)
+                message = f"change capture unavailable: {str(error).strip()}"
+                if message != self.error:
+                    logger.error("realtime %s", message)
+                self.error = message
             await asyncio.sleep(self.retry_seconds)
 
     async def _capture(self) -> None:

@@ -1,0 +1,100 @@
+"""Change capture from the database itself: it survives Postgres restarting under it, and when
+it cannot run (here: a login without the REPLICATION attribute) a postgres_changes subscriber is
+told why in the system message while broadcasts keep working."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from devstack.gateway.app import create_gateway
+from devstack.keys import JwtKeys
+from devstack.postgres import LocalPostgres
+from devstack.serving import RunningServer, serve_in_thread
+from tests.conftest import insert_user, scratch_dir, start_migrated_postgres, user_token
+from tests.realtime_support import RawSocket, field_of
+
+BINDING = {"event": "INSERT", "schema": "public", "table": "messages"}
+
+
+def realtime_url(server: RunningServer) -> str:
+    return server.url.replace("http://", "ws://") + "/realtime/v1"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[LocalPostgres]:
+    with scratch_dir("ai-chat-realtime-capture-") as folder:
+        postgres = start_migrated_postgres(Path(folder))
+        yield postgres
+        postgres.stop()
+
+
+def test_capture_resumes_after_postgres_restarts(own_postgres: LocalPostgres) -> None:
+    keys = JwtKeys.generate("http://127.0.0.1/auth/v1")
+    gateway = serve_in_thread(create_gateway(own_postgres.superuser_url, keys, login_as_authenticator=True))
+    socket = None
+    try:
+        with psycopg.connect(own_postgres.superuser_url, autocommit=True) as db:
+            user = insert_user(db)
+            conversation = db.execute("insert into public.conversations (user_id) values (%s) returning id",
+                                      (user,)).fetchone()[0]  # type: ignore[index]
+        socket = RawSocket(realtime_url(gateway), keys.api_key("anon"))
+        socket.join("rows", {"postgres_changes": [BINDING]}, access_token=user_token(keys, user))
+        socket.expect(lambda f: field_of(f, "event") == "system", "subscribed")
+
+        own_postgres.stop("immediate")
+        own_postgres.start()
+        with psycopg.connect(own_postgres.superuser_url, autocommit=True) as db:
+            db.execute("insert into public.messages (conversation_id, user_id, content) values (%s, %s, 'after')",
+                       (conversation, user))
+            # The slot is created again only once the capture reconnects: write until one arrives.
+            def arrived(frame: object) -> bool:
+                return field_of(frame, "event") == "postgres_changes"
+
+            for attempt in range(30):
+                try:
+                    frame = socket.expect(arrived, "a change after the restart", deadline_seconds=1)
+                    break
+                except AssertionError:
+                    db.execute("insert into public.messages (conversation_id, user_id, content) values (%s, %s, %s)",
+                               (conversation, user, f"retry {attempt}"))
+            else:
+                raise AssertionError("no change delivered within 30 s of the restart")
+        assert field_of(frame, "payload")["data"]["record"]["conversation_id"] == str(conversation)
+    finally:
+        if socket is not None:
+            socket.close()
+        gateway.stop()
+
+
+def test_without_replication_rights_subscribers_are_told_and_broadcast_still_works(database_url: str) -> None:
+    role = f"no_replication_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as db:
+        db.execute(f"create role {role} login noreplication nosuperuser")
+        db.execute(f"grant anon, authenticated, service_role, authenticator to {role}")
+    params = conninfo_to_dict(database_url)
+    url = make_conninfo(**{**params, "user": role})
+    keys = JwtKeys.generate("http://127.0.0.1/auth/v1")
+    gateway = serve_in_thread(create_gateway(url, keys))
+    socket = RawSocket(realtime_url(gateway), keys.api_key("anon"))
+    try:
+        socket.join("rows", {"postgres_changes": [BINDING]}, access_token=keys.api_key("service_role"))
+        system = field_of(socket.expect(lambda f: field_of(f, "event") == "system", "the system message"), "payload")
+        assert system["status"] == "error"
+        assert "change capture unavailable" in system["message"] and "replication" in system["message"]
+
+        join_ref, _ = socket.join("room", {"broadcast": {"self": True}})
+        socket.push("realtime:room", "broadcast", {"type": "broadcast", "event": "ping", "payload": {"n": 1}},
+                    join_ref=join_ref)
+        echoed = socket.expect(lambda f: field_of(f, "event") == "broadcast" or isinstance(f, bytes), "the echo")
+        assert isinstance(echoed, bytes) and echoed.endswith(b'{"n":1}')
+    finally:
+        socket.close()
+        gateway.stop()
+        with psycopg.connect(database_url, autocommit=True) as db:
+            db.execute(f"drop owned by {role}; drop role {role}")
