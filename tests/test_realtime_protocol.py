@@ -316,3 +316,14 @@ def test_record_values_are_what_to_jsonb_gives(stack: LocalStack, db: psycopg.Co
         assert record == expected[0]
     finally:
         db.execute("alter publication supabase_realtime drop table public.realtime_types; drop table public.realtime_types")
+
+
+def test_the_status_names_the_realtime_url_clients_connect_to(stack: LocalStack, sockets: list[RawSocket]) -> None:
+    line = next(line for line in stack.status_text().splitlines() if "Realtime URL" in line)
+    url = line.split(": ", 1)[1]
+    assert url == f"ws://127.0.0.1:{stack.config.api_port}/realtime/v1"
+    assert stack.keys is not None
+    socket = RawSocket(url, stack.keys.api_key("anon"))
+    sockets.append(socket)
+    _, reply = socket.join("status", {})
+    assert field_of(reply, "payload")["status"] == "ok"
