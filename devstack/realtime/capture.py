@@ -4,8 +4,9 @@ A temporary logical replication slot with pgoutput, the output plugin built into
 the `supabase_realtime` publication (Postgres Changes) and `supabase_realtime_messages_publication`
 (broadcasts written with realtime.send). Decoding yields only committed transactions, in commit
 order, with the old row as the table's REPLICA IDENTITY puts it in the WAL, whoever wrote them
-(the SQL editor, psql, the service). Realtime itself polls a temporary slot the same way (with
-wal2json, which PostgreSQL does not ship); here the poll is short while anyone is subscribed.
+(the SQL editor, psql, the service). Realtime's Postgres Changes polls a slot the same way
+(`realtime.list_changes` over wal2json, which PostgreSQL does not ship); here the poll is short
+while anyone is subscribed.
 
 The slot is temporary: it belongs to this connection and disappears with it, so a stopped stack
 never leaves a slot holding WAL. Changes made while no slot exists are not delivered (Realtime
