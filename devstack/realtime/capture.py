@@ -51,6 +51,16 @@ class ChangeCapture:
         self.ready = asyncio.Event()
         self.error: str | None = None
         self._wake = asyncio.Event()
+        self._attempted = asyncio.Event()
+
+    async def problem(self, timeout: float = 5.0) -> str | None:
+        """None while capturing; otherwise why not. Waits for the first attempt, so a join that
+        arrives while the gateway is starting is told the truth."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._attempted.wait(), timeout)
+        if self.ready.is_set():
+            return None
+        return self.error or "change capture is not running yet"
 
     def wake(self) -> None:
         """Poll now rather than at the end of an idle wait: someone just subscribed."""
@@ -63,6 +73,7 @@ class ChangeCapture:
                 await self._capture()
             except (psycopg.OperationalError, psycopg.InterfaceError) as error:
                 self.ready.clear()
+                self.error = f"change capture cannot reach the database: {str(error).strip()}"
                 logger.warning("realtime change capture lost the database (%s); retrying", error)
             except psycopg.Error as error:
                 # wal_level below logical, no replication privilege, no free slot: joins with
@@ -72,6 +83,7 @@ class ChangeCapture:
                 if message != self.error:
                     logger.error("realtime %s", message)
                 self.error = message
+            self._attempted.set()
             await asyncio.sleep(self.retry_seconds)
 
     async def _capture(self) -> None:
@@ -80,6 +92,7 @@ class ChangeCapture:
             await conn.execute("select pg_create_logical_replication_slot(%s, 'pgoutput', true)", (slot,))
             self.error = None
             self.ready.set()
+            self._attempted.set()
             decoder = PgOutputDecoder()
             while True:
                 cursor = await conn.execute(

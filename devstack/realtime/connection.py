@@ -171,8 +171,8 @@ class Connection:
             return False
 
     async def _check_bindings(self, bindings: list[Any], identity: Identity) -> str | None:
-        if bindings and self.capture.error:
-            return f"Unable to subscribe to changes: {self.capture.error}"
+        if bindings and (problem := await self.capture.problem()):
+            return f"Unable to subscribe to changes: {problem}"
         for binding in bindings:
             try:
                 await self.authorizer.check_binding(binding, identity)
