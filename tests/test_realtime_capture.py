@@ -1,6 +1,7 @@
 """Change capture from the database itself: it survives Postgres restarting under it, and when
 it cannot run (here: a login without the REPLICATION attribute) a postgres_changes subscriber is
-told why in the system message while broadcasts keep working."""
+told why in the system message while broadcasts keep working. A subscriber that stops reading is
+closed instead of holding the stand-in's memory."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from websockets.exceptions import ConnectionClosed
 
 from devstack.gateway.app import create_gateway
 from devstack.keys import JwtKeys
 from devstack.postgres import LocalPostgres
+from devstack.realtime.service import RealtimeService
 from devstack.serving import RunningServer, serve_in_thread
 from tests.conftest import insert_user, scratch_dir, start_migrated_postgres, user_token
 from tests.realtime_support import RawSocket, field_of
@@ -98,3 +102,25 @@ def test_without_replication_rights_subscribers_are_told_and_broadcast_still_wor
         gateway.stop()
         with psycopg.connect(database_url, autocommit=True) as db:
             db.execute(f"drop owned by {role}; drop role {role}")
+
+
+def test_a_subscriber_that_stops_reading_is_closed_not_buffered_forever(database_url: str) -> None:
+    keys = JwtKeys.generate("http://127.0.0.1/auth/v1")
+    realtime = RealtimeService(database_url, keys, outbox_limit=4)
+    gateway = serve_in_thread(create_gateway(database_url, keys, login_as_authenticator=True, realtime=realtime))
+    stalled = RawSocket(realtime_url(gateway), keys.api_key("anon"))
+    try:
+        stalled.join("firehose", {})
+        big = {"blob": "x" * 200_000}
+        for _ in range(200):  # far more than the socket's buffers hold while nobody reads
+            if not realtime.hub.members("firehose", False):
+                break
+            httpx.post(f"{gateway.url}/realtime/v1/api/broadcast", headers={"apikey": keys.api_key("service_role")},
+                       json={"messages": [{"topic": "firehose", "event": "e", "payload": big}] * 5}).raise_for_status()
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                stalled.ws.recv(timeout=10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    finally:
+        stalled.close()
+        gateway.stop()

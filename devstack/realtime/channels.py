@@ -77,15 +77,16 @@ class Hub:
         self._by_topic[(channel.sub_topic, channel.private)].add(channel)
 
     def remove(self, channel: Channel) -> None:
+        """The channel is gone; the members left on its topic hear that its presence left."""
         if channel.expiry is not None:
             channel.expiry.cancel()
-        self.untrack(channel)
         self.channels.discard(channel)
         members = self._by_topic.get((channel.sub_topic, channel.private))
         if members is not None:
             members.discard(channel)
             if not members:
                 del self._by_topic[(channel.sub_topic, channel.private)]
+        self.untrack(channel)
 
     def members(self, sub_topic: str, private: bool) -> list[Channel]:
         return list(self._by_topic.get((sub_topic, private), ()))
@@ -131,8 +132,10 @@ class Hub:
         return {channel.presence_key: {"metas": [channel.presence_meta]}} if channel.presence_meta else {}
 
     def _presence_diff(self, source: Channel, joins: dict[str, Any], leaves: dict[str, Any]) -> None:
+        """To every member that enabled presence (a channel tracks whether or not it listens)."""
         for channel in self.members(source.sub_topic, source.private):
-            channel.send("presence_diff", {"joins": joins, "leaves": leaves}, own=False)
+            if channel.presence_enabled:
+                channel.send("presence_diff", {"joins": joins, "leaves": leaves}, own=False)
 
     # ------------------------------------------------------------------ from the database
     async def deliver_transaction(self, transaction: Transaction) -> None:

@@ -27,13 +27,14 @@ from devstack.realtime.tokens import Identity, TokenRejected, identity_of
 
 TOPIC_PREFIX = "realtime:"
 OUTBOX_LIMIT = 10_000  # frames waiting for a socket that stopped reading; beyond this it is closed
+CLOSE_TRY_AGAIN_LATER = 1013
 logger = logging.getLogger("devstack.realtime")
 
 
 class Connection:
     def __init__(
         self, websocket: WebSocket, serializer: Serializer, identity: Identity, hub: Hub, keys: JwtKeys,
-        capture: ChangeCapture,
+        capture: ChangeCapture, outbox_limit: int = OUTBOX_LIMIT,
     ) -> None:
         self.websocket = websocket
         self.serializer = serializer
@@ -44,12 +45,19 @@ class Connection:
         self.capture = capture
         self.channels: dict[str, Channel] = {}
         self._outbox: asyncio.Queue[Encoded] = asyncio.Queue()
+        self.outbox_limit = outbox_limit
         self._overflowed = False
+        self._closing: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ the socket
     def push(self, message: Encoded) -> None:
-        if self._outbox.qsize() >= OUTBOX_LIMIT:
+        if self._overflowed:
+            return
+        if self._outbox.qsize() >= self.outbox_limit:
+            # A client that stopped reading: close it rather than hold its backlog forever.
             self._overflowed = True
+            logger.warning("realtime closed a socket %s frames behind", self.outbox_limit)
+            self._closing = asyncio.ensure_future(self.websocket.close(code=CLOSE_TRY_AGAIN_LATER))
             return
         self._outbox.put_nowait(message)
 

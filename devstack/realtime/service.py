@@ -19,7 +19,7 @@ from devstack.realtime.authorization import Authorizer
 from devstack.realtime.broadcast_api import BroadcastApi
 from devstack.realtime.capture import ChangeCapture
 from devstack.realtime.channels import Hub
-from devstack.realtime.connection import Connection
+from devstack.realtime.connection import OUTBOX_LIMIT, Connection
 from devstack.realtime.frames import VSN_1, serializer_for
 from devstack.realtime.tokens import TokenRejected, identity_of
 
@@ -27,8 +27,12 @@ from devstack.realtime.tokens import TokenRejected, identity_of
 class RealtimeService:
     """Owns the authorization pool, the change capture task and every joined channel."""
 
-    def __init__(self, database_url: str, keys: JwtKeys, *, pool_size: int = 8, poll_seconds: float = 0.005) -> None:
+    def __init__(
+        self, database_url: str, keys: JwtKeys, *, pool_size: int = 8, poll_seconds: float = 0.005,
+        outbox_limit: int = OUTBOX_LIMIT,
+    ) -> None:
         self.keys = keys
+        self.outbox_limit = outbox_limit
         # The stand-in's connections switch into each subscriber's role, as Realtime's do.
         self.pool = AsyncConnectionPool(
             database_url, min_size=1, max_size=pool_size, open=False, check=AsyncConnectionPool.check_connection
@@ -71,4 +75,4 @@ class RealtimeService:
             await websocket.send_denial_response(JSONResponse({"error": str(error)}, status_code=401))
             return
         await websocket.accept()
-        await Connection(websocket, serializer, identity, self.hub, self.keys, self.capture).run()
+        await Connection(websocket, serializer, identity, self.hub, self.keys, self.capture, self.outbox_limit).run()
