@@ -8,6 +8,11 @@
 --
 --   select private.configure_message_webhook('https://<your-app>/webhooks/messages', 'whsec_<base64>');
 
+-- pg_net is not enabled on a new hosted project: enable it here, before anything refers to
+-- `net`, so a database without it fails now rather than at the first user insert. Its objects
+-- live in schema `net` whatever schema is named; `extensions` is where Supabase keeps them.
+create extension if not exists pg_net with schema extensions;
+
 create schema if not exists private;
 revoke all on schema private from public, anon, authenticated;
 
