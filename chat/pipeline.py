@@ -69,8 +69,9 @@ class ReplyPipeline:
                 logger.warning("could not claim message", reason=str(error))
                 return Outcome.DEFERRED
             if claim is None:
+                # Held by another attempt, or settled: either way not ours to announce. A waiter
+                # woken now would read "processing"; the one who settles it tells the waiters.
                 logger.info("message not claimable; skipped")
-                self._settled(message_id, None)
                 return Outcome.NOT_CLAIMED
             with self._claims_lock:
                 self._active_claims[message_id] = claim.claim_token

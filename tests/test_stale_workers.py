@@ -176,6 +176,19 @@ def test_stale_workers_reply_is_dropped_while_the_current_attempt_answers(
     assert message_state(db, message_id) == ("done", None, 2)
 
 
+def test_worker_that_finds_the_message_held_tells_nobody(db: psycopg.Connection, make_worker: Any) -> None:
+    """A duplicate delivery while another attempt generates: no waiter is woken to read "processing"."""
+    message_id, _ = pending_message(db)
+    a = make_worker("A's answer").answer(message_id)
+    assert a.model.called.wait(GATE_DEADLINE_SECONDS)
+    duplicate = make_worker("never asked").answer(message_id)
+    assert duplicate.finished() is Outcome.NOT_CLAIMED
+    assert duplicate.told == []
+    a.model.answer_now()
+    assert a.finished() is Outcome.ANSWERED
+    assert [outcome.status for _, outcome in a.told if outcome is not None] == ["done"]
+
+
 def test_stale_worker_finishing_after_the_answer_reports_that_answer(
     db: psycopg.Connection, make_worker: Any
 ) -> None:
@@ -200,7 +213,7 @@ def test_failed_message_never_becomes_done(db: psycopg.Connection, make_worker: 
     assert a.model.called.wait(GATE_DEADLINE_SECONDS)
     wait_until(lambda: lease_ran_out(db, message_id))
     sweep = make_worker("never asked", max_attempts=1).answer(message_id)
-    assert sweep.finished() is Outcome.NOT_CLAIMED
+    assert sweep.finished() is Outcome.NOT_CLAIMED  # the waiter's poll finds it failed
     status, error, attempts = message_state(db, message_id)
     assert (status, attempts) == ("failed", 1) and "after 1 attempts" in error
 
