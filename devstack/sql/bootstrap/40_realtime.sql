@@ -4,7 +4,8 @@
 -- `realtime.topic()` and `realtime.send()`. Ownership and grants follow Realtime's own tenant
 -- migrations, so a project migration run as `postgres` (a member of supabase_realtime_admin, not
 -- a superuser) can create policies on realtime.messages here exactly as on a hosted project.
--- Applied by devstack after supabase_bootstrap.sql and before the migrations. Idempotent.
+-- Applied by devstack as the superuser after the image's extras (10-30) and before the migrations,
+-- as Realtime migrates a project's database when it first connects. Idempotent.
 
 do $$
 begin
