@@ -6,7 +6,7 @@ the `supabase_realtime` publication (Postgres Changes) and `supabase_realtime_me
 order, with the old row as the table's REPLICA IDENTITY puts it in the WAL, whoever wrote them
 (the SQL editor, psql, the service). Realtime's Postgres Changes polls a slot the same way
 (`realtime.list_changes` over wal2json, which PostgreSQL does not ship); here the poll is short
-while anyone is subscribed.
+while anyone is subscribed, and while nobody is the slot is only fast-forwarded.
 
 The slot is temporary: it belongs to this connection and disappears with it, so a stopped stack
 never leaves a slot holding WAL. Changes made while no slot exists are not delivered (Realtime
@@ -95,6 +95,12 @@ class ChangeCapture:
             self._attempted.set()
             decoder = PgOutputDecoder()
             while True:
+                if not self.wanted():
+                    # Nobody to deliver to: move the slot past what is flushed without handing a
+                    # single row to Python (fast-forward decoding), so a bulk load costs little.
+                    await conn.execute("select pg_replication_slot_advance(%s, pg_current_wal_flush_lsn())", (slot,))
+                    await self._pause(self.idle_poll_seconds)
+                    continue
                 cursor = await conn.execute(
                     "select data from pg_logical_slot_get_binary_changes(%s, null, null,"
                     " 'proto_version', '1', 'publication_names', %s)",
@@ -110,7 +116,7 @@ class ChangeCapture:
                             # One subscriber's failure must not stop delivery to the others.
                             logger.exception("realtime delivery of transaction %s failed", transaction.xid)
                 if not rows:
-                    await self._pause(self.active_poll_seconds if self.wanted() else self.idle_poll_seconds)
+                    await self._pause(self.active_poll_seconds)
 
     async def _pause(self, seconds: float) -> None:
         self._wake.clear()
