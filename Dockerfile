@@ -38,6 +38,7 @@ COPY server/ ./server/
 COPY chat/ ./chat/
 COPY api/ ./api/
 COPY webhook/ ./webhook/
+COPY doors/ ./doors/
 RUN python -m compileall -q /app
 
 USER app

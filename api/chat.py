@@ -3,28 +3,16 @@ Realtime. Authenticate, validate, hand to the domain, shape the answer."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
-from api.auth import Caller, bearer_token
 from api.errors import register_api_errors
-from api.requests import conversation_id_from_path, json_body, query
+from api.requests import authenticated_caller, conversation_id_from_path, json_body, query, service
 from api.schemas import ChatMessageIn, PageQuery
-from chat.service import ChatService
 
 chat_api = Blueprint("chat_api", __name__, url_prefix="/api")
 register_api_errors(chat_api)
-
-
-def service() -> ChatService:
-    chat: ChatService = current_app.extensions["chat"]
-    return chat
-
-
-def authenticated_caller() -> Caller:
-    caller: Caller = current_app.extensions["token_verifier"].verify(bearer_token())
-    return caller
 
 
 @chat_api.post("/chat/<conversation_id>")

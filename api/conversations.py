@@ -5,9 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from api.chat import authenticated_caller, service
 from api.errors import register_api_errors
-from api.requests import conversation_id_from_path, json_body, query
+from api.requests import authenticated_caller, conversation_id_from_path, json_body, query, service
 from api.schemas import ConversationIn, PageQuery
 
 conversations_api = Blueprint("conversations_api", __name__, url_prefix="/api/conversations")

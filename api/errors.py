@@ -17,7 +17,7 @@ from chat.errors import (
     StoreUnavailable,
 )
 from chat.logging import get_logger
-from server.errors import error_response
+from doors.errors import error_response
 
 logger = get_logger(__name__)
 

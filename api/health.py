@@ -9,7 +9,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from chat.errors import StoreUnavailable
-from server.errors import error_response
+from doors.errors import error_response
 
 health = Blueprint("health", __name__)
 

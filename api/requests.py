@@ -1,4 +1,5 @@
-"""Reading a request's JSON body and query string into a schema, with the error a caller can act on."""
+"""What every REST route needs from its request: the authenticated caller, the JSON body and the
+query string read into a schema, each failing with the error a caller can act on."""
 
 from __future__ import annotations
 
@@ -7,13 +8,25 @@ import uuid
 from collections.abc import Mapping
 from typing import TypeVar
 
-from flask import request
+from flask import current_app, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
+from api.auth import Caller, bearer_token
+from chat.service import ChatService
 from chat.settings import Settings
 
 Schema = TypeVar("Schema", bound=BaseModel)
+
+
+def service() -> ChatService:
+    chat: ChatService = current_app.extensions["chat"]
+    return chat
+
+
+def authenticated_caller() -> Caller:
+    caller: Caller = current_app.extensions["token_verifier"].verify(bearer_token())
+    return caller
 
 
 def json_body(schema: type[Schema], settings: Settings) -> Schema:

@@ -18,7 +18,7 @@ from api.openapi import openapi
 from chat.logging import configure_logging
 from chat.service import ChatService
 from chat.settings import Settings, load_settings
-from server.errors import register_error_handlers
+from doors.errors import register_error_handlers
 from webhook.routes import webhook
 
 

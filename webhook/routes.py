@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from chat.logging import get_logger
 from chat.service import ChatService
-from server.errors import error_response
+from doors.errors import error_response
 from webhook.payload import DatabaseEvent
 from webhook.signature import InvalidSignature, verify_signature
 

@@ -1,4 +1,6 @@
-"""One JSON shape for every error either door returns: {"error": {"code", "message"}}."""
+"""One JSON shape for every error either door returns: {"error": {"code", "message"}}.
+
+Both doors and the app factory import this; it imports nothing of theirs, so any of them loads alone."""
 
 from __future__ import annotations
 
