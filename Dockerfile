@@ -36,6 +36,7 @@ WORKDIR /app
 COPY gunicorn.conf.py Procfile ./
 COPY server/ ./server/
 COPY chat/ ./chat/
+COPY adapters/ ./adapters/
 COPY api/ ./api/
 COPY webhook/ ./webhook/
 COPY doors/ ./doors/

@@ -11,6 +11,7 @@ import psycopg
 
 from chat.settings import load_settings
 from devstack.stack import LocalStack
+from doors.service import chat_service
 from server import create_app
 from tests.api_clients import sign_up
 from tests.conftest import FakeModelControl, insert_user, service_env, start_service, wait_until
@@ -99,7 +100,7 @@ def test_two_instances_on_one_database_answer_200_messages_exactly_once(
 def test_webhooks_reaching_a_stopping_instance_get_503(stack: LocalStack, db: psycopg.Connection) -> None:
     settings = load_settings({name.lower(): value for name, value in service_env(stack).items()})
     app = create_app(settings, start_background=False)
-    app.extensions["chat"].begin_shutdown()
+    chat_service(app).begin_shutdown()
     message_id, conversation_id = pending_message(db)
     body = message_event(message_id, conversation_id)
     response = app.test_client().post("/webhooks/messages", data=body, headers=signed_headers(stack.webhook_secret, body))

@@ -9,9 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from adapters.model import OpenAIChatModel, openai_client
 from chat.errors import ModelRejected, ModelUnavailable
-from chat.model import ChatModel
-from chat.settings import load_settings
 from devstack.fake_openai import create_app
 from devstack.serving import RunningServer, serve_in_thread
 
@@ -26,23 +25,13 @@ def fake() -> Iterator[RunningServer]:
 
 
 @pytest.fixture
-def model(fake: RunningServer) -> Iterator[ChatModel]:
-    settings = load_settings(
-        {
-            "supabase_url": "http://127.0.0.1:9",
-            "supabase_service_role_key": "unused",
-            "supabase_anon_key": "unused",
-            "webhook_secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "openai_api_key": "test",
-            "openai_base_url": f"{fake.url}/v1",
-            "openai_timeout_seconds": 0.5,
-            "model_max_attempts": 3,
-            "model_retry_initial_seconds": 0.01,
-            "model_retry_max_seconds": 0.2,
-            "lease_seconds": 5,
-        }
+def model(fake: RunningServer) -> Iterator[OpenAIChatModel]:
+    yield OpenAIChatModel(
+        openai_client("test", f"{fake.url}/v1", timeout_seconds=0.5),
+        max_attempts=3,
+        retry_initial_seconds=0.01,
+        retry_max_seconds=0.2,
     )
-    yield ChatModel(settings)
     httpx.post(f"{fake.url}/_fake/reset")
 
 
@@ -54,7 +43,7 @@ def requests_seen(fake: RunningServer) -> list[str]:
     return [item["outcome"] for item in httpx.get(f"{fake.url}/_fake/requests").json()["requests"]]
 
 
-def test_reply_and_usage(model: ChatModel, fake: RunningServer) -> None:
+def test_reply_and_usage(model: OpenAIChatModel, fake: RunningServer) -> None:
     reply = model.complete(PROMPT, "fake-model")
     assert reply.content == "Echo: ping"
     assert reply.model == "fake-model"
@@ -62,20 +51,20 @@ def test_reply_and_usage(model: ChatModel, fake: RunningServer) -> None:
     assert requests_seen(fake) == ["ok"]
 
 
-def test_rate_limit_then_server_error_are_retried(model: ChatModel, fake: RunningServer) -> None:
+def test_rate_limit_then_server_error_are_retried(model: OpenAIChatModel, fake: RunningServer) -> None:
     queue(fake, {"kind": "rate_limit", "retry_after": 0.05}, {"kind": "server_error"})
     assert model.complete(PROMPT, "fake-model").content == "Echo: ping"
     assert requests_seen(fake) == ["rate_limit", "server_error", "ok"]
 
 
-def test_retry_after_is_honoured(model: ChatModel, fake: RunningServer) -> None:
+def test_retry_after_is_honoured(model: OpenAIChatModel, fake: RunningServer) -> None:
     queue(fake, {"kind": "rate_limit", "retry_after": 0.15})
     started = time.monotonic()
     model.complete(PROMPT, "fake-model")
     assert time.monotonic() - started >= 0.15
 
 
-def test_hang_times_out_and_is_retried_until_attempts_run_out(model: ChatModel, fake: RunningServer) -> None:
+def test_hang_times_out_and_is_retried_until_attempts_run_out(model: OpenAIChatModel, fake: RunningServer) -> None:
     queue(fake, *[{"kind": "hang", "seconds": 5}] * 3)
     with pytest.raises(ModelUnavailable) as raised:
         model.complete(PROMPT, "fake-model")
@@ -83,7 +72,7 @@ def test_hang_times_out_and_is_retried_until_attempts_run_out(model: ChatModel, 
     assert len(requests_seen(fake)) == 3
 
 
-def test_server_errors_exhaust_retries_with_a_readable_error(model: ChatModel, fake: RunningServer) -> None:
+def test_server_errors_exhaust_retries_with_a_readable_error(model: OpenAIChatModel, fake: RunningServer) -> None:
     queue(fake, *[{"kind": "server_error"}] * 3)
     with pytest.raises(ModelUnavailable) as raised:
         model.complete(PROMPT, "fake-model")
@@ -95,7 +84,7 @@ def test_server_errors_exhaust_retries_with_a_readable_error(model: ChatModel, f
     ("fault", "readable"),
     [("insufficient_quota", "quota"), ("bad_request", "rejected this conversation (400)")],
 )
-def test_unretryable_errors_are_not_retried(model: ChatModel, fake: RunningServer, fault: str, readable: str) -> None:
+def test_unretryable_errors_are_not_retried(model: OpenAIChatModel, fake: RunningServer, fault: str, readable: str) -> None:
     queue(fake, {"kind": fault})
     with pytest.raises(ModelRejected) as raised:
         model.complete(PROMPT, "fake-model")
@@ -103,7 +92,7 @@ def test_unretryable_errors_are_not_retried(model: ChatModel, fake: RunningServe
     assert requests_seen(fake) == [fault]
 
 
-def test_connection_refused_is_unavailable(model: ChatModel) -> None:
+def test_connection_refused_is_unavailable(model: OpenAIChatModel) -> None:
     model.client = model.client.with_options(base_url="http://127.0.0.1:9/v1")
     with pytest.raises(ModelUnavailable):
         model.complete(PROMPT, "fake-model")

@@ -1,62 +1,44 @@
-"""The store adapter: the pipeline's SQL functions, called through supabase-py's .rpc() with
-the service role. One shared client is safe across threads because its auth never changes."""
+"""The pipeline's store (chat.ports.MessageStore): its SQL functions, called through
+supabase-py's .rpc() with the service role. One shared client is safe across threads because
+its auth never changes."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
-from chat.errors import StoreUnavailable
-from chat.settings import Settings
+from adapters.postgrest_errors import store_error
+from chat.errors import ChatError, StoreUnavailable
+from chat.ports import ClaimedMessage, ModelReply, StoredReply
 
 STORE_TIMEOUT_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class ClaimedMessage:
-    message_id: str
-    conversation_id: str
-    user_id: str
-    attempt: int
-    lease_expires_at: str
-    system_prompt: str | None
-    model: str | None
-    context: list[dict[str, str]]
-
-
-@dataclass(frozen=True)
-class StoredReply:
-    reply_id: str
-    content: str
-    conversation_id: str
-
-
-def shared_http_client(settings: Settings) -> httpx.Client:
+def shared_http_client(max_connections: int) -> httpx.Client:
     """One pool of connections to Supabase per process, shared by every thread."""
     return httpx.Client(
         timeout=STORE_TIMEOUT_SECONDS,
-        limits=httpx.Limits(max_connections=settings.worker_threads + 128, max_keepalive_connections=64),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=64),
     )
 
 
-def service_client(settings: Settings, http: httpx.Client) -> Client:
+def service_client(supabase_url: str, service_role_key: str, http: httpx.Client) -> Client:
     """The service-role client. Its auth never changes, so every thread may share it."""
     return create_client(
-        settings.supabase_url,
-        settings.supabase_service_role_key.get_secret_value(),
+        supabase_url,
+        service_role_key,
         options=ClientOptions(auto_refresh_token=False, persist_session=False, httpx_client=http),
     )
 
 
-class MessageStore:
+class SupabaseMessageStore:
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    def claim_message(
+    def claim_message_for_reply(
         self, message_id: str, lease_seconds: int, max_attempts: int, token_budget: int, max_messages: int
     ) -> ClaimedMessage | None:
         """Claim the message and read the context that fits `token_budget` (system prompt
@@ -84,34 +66,25 @@ class MessageStore:
             context=list(row.get("context") or []),
         )
 
-    def fetch_context(self, message_id: str, token_budget: int, max_messages: int) -> list[dict[str, str]]:
-        rows = self._rpc(
-            "fetch_message_context",
-            {"message_id": message_id, "token_budget": token_budget, "max_messages": max_messages},
-        )
-        return list(rows or [])
-
-    def complete_message(
-        self, message_id: str, content: str, model: str, prompt_tokens: int | None, completion_tokens: int | None
-    ) -> StoredReply | None:
+    def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
         """Write the reply (once: a second writer gets the first reply back). None if the user
         message no longer exists (its conversation was deleted meanwhile)."""
         row = self._rpc(
             "complete_message_for_reply",
             {
-                "message_id": message_id,
-                "content": content,
-                "model": model,
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
+                "message_id": claim.message_id,
+                "content": reply.content,
+                "model": reply.model,
+                "prompt_tokens": reply.prompt_tokens,
+                "completion_tokens": reply.completion_tokens,
             },
         )
         if not row:
             return None
         return StoredReply(reply_id=row["reply_id"], content=row["content"], conversation_id=row["conversation_id"])
 
-    def fail_message(self, message_id: str, error: str) -> bool:
-        return bool(self._rpc("fail_message", {"message_id": message_id, "error": error}))
+    def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
+        return bool(self._rpc("fail_message", {"message_id": claim.message_id, "error": error}))
 
     def release_message(self, message_id: str, lease_expires_at: str) -> bool:
         return bool(self._rpc("release_message", {"message_id": message_id, "lease_expires_at": lease_expires_at}))
@@ -126,10 +99,9 @@ class MessageStore:
         """One cheap request that needs Supabase, its database and our schema to all answer."""
         try:
             self.client.table("conversations").select("id").limit(1).execute()
-        except httpx.HTTPError as error:
-            raise StoreUnavailable(f"Supabase unreachable: {type(error).__name__}") from error
-        except APIError as error:
-            raise StoreUnavailable(f"Supabase answered with an error: {error.code} {error.message}") from error
+        except (httpx.HTTPError, APIError) as error:
+            # Not ready whatever the reason; the reason is in the message, for the operator.
+            raise StoreUnavailable(str(store_error(error, "the readiness check"))) from error
 
     def settled_messages(self, message_ids: list[str]) -> list[str]:
         rows = self._rpc("settled_messages", {"message_ids": message_ids})
@@ -138,15 +110,6 @@ class MessageStore:
     def _rpc(self, function: str, params: dict[str, Any]) -> Any:
         try:
             return self.client.rpc(function, params).execute().data
-        except httpx.HTTPError as error:
-            raise StoreUnavailable(f"Supabase unreachable during {function}: {type(error).__name__}") from error
-        except APIError as error:
-            if _is_server_side(error):
-                raise StoreUnavailable(f"Supabase failed during {function}: {error.message}") from error
-            raise
-
-
-def _is_server_side(error: APIError) -> bool:
-    """PostgREST gateway or database trouble, as opposed to a request we got wrong."""
-    code = str(error.code or "")
-    return code.startswith(("08", "53", "57", "PGRST0")) or code in {"503", "502", "504", "40001", "40P01"}
+        except (httpx.HTTPError, APIError) as error:
+            named: ChatError = store_error(error, function)
+            raise named from error

@@ -1,9 +1,8 @@
-"""The model adapter: the openai SDK pointed at OpenAI or any compatible server, with one retry
-layer (tenacity; the SDK's own retries are off so attempts do not multiply)."""
+"""The model (chat.ports.ChatModel): the openai SDK pointed at OpenAI or any compatible server,
+with one retry layer (tenacity; the SDK's own retries are off so attempts do not multiply)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -12,18 +11,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 
 from chat.errors import ModelRejected, ModelUnavailable
 from chat.logging import get_logger
-from chat.settings import Settings
+from chat.ports import ModelReply
 
 logger = get_logger(__name__)
 TRANSIENT = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
-
-
-@dataclass(frozen=True)
-class ModelReply:
-    content: str
-    model: str
-    prompt_tokens: int | None
-    completion_tokens: int | None
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -49,24 +40,32 @@ def retry_after_seconds(error: BaseException | None) -> float | None:
     return None
 
 
-class ChatModel:
-    def __init__(self, settings: Settings, client: openai.OpenAI | None = None) -> None:
-        self.settings = settings
-        self.client = client or openai.OpenAI(
-            api_key=settings.openai_api_key.get_secret_value(),
-            base_url=settings.openai_base_url,
-            timeout=settings.openai_timeout_seconds,
-            max_retries=0,
-        )
+def openai_client(api_key: str, base_url: str | None, timeout_seconds: float) -> openai.OpenAI:
+    """The SDK's client with its own retries off: OpenAIChatModel's retry layer is the only one."""
+    return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_seconds, max_retries=0)
+
+
+class OpenAIChatModel:
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        *,
+        max_attempts: int,
+        retry_initial_seconds: float,
+        retry_max_seconds: float,
+        reply_max_tokens: int | None = None,
+    ) -> None:
+        self.client = client
+        self.max_attempts = max_attempts
+        self.retry_max_seconds = retry_max_seconds
+        self.reply_max_tokens = reply_max_tokens
         self._backoff = wait_exponential_jitter(
-            multiplier=settings.model_retry_initial_seconds,
-            jitter=settings.model_retry_initial_seconds,
-            max=settings.model_retry_max_seconds,
+            multiplier=retry_initial_seconds, jitter=retry_initial_seconds, max=retry_max_seconds
         )
 
     def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
         retrying = Retrying(
-            stop=stop_after_attempt(self.settings.model_max_attempts),
+            stop=stop_after_attempt(self.max_attempts),
             wait=self._wait,
             retry=retry_if_exception(is_retryable),
             before_sleep=self._log_retry,
@@ -110,15 +109,15 @@ class ChatModel:
         through the TypedDict machinery and cost ~0.1 ms per message (13 ms for a 100-message
         context) to produce the same plain JSON we already have."""
         body: dict[str, Any] = {"model": model, "messages": messages}
-        if self.settings.reply_max_tokens:
-            body["max_tokens"] = self.settings.reply_max_tokens
+        if self.reply_max_tokens:
+            body["max_tokens"] = self.reply_max_tokens
         return self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         server_says = retry_after_seconds(error)
         if server_says is not None:
-            return min(server_says, self.settings.model_retry_max_seconds)
+            return min(server_says, self.retry_max_seconds)
         return float(self._backoff(state))
 
     @staticmethod
