@@ -1,5 +1,8 @@
 """Settings in, the process's ChatService out: the one place the adapters are built (once per
-process) and handed to the domain, each component given only the values it uses."""
+process) and handed to the domain, each component given only the values it uses.
+
+`assemble_chat_service` is the wiring without the adapters, so tests run the same assembly on
+in-memory fakes."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from adapters.model import OpenAIChatModel, openai_client
 from chat.direct_chat import DirectChat
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
+from chat.ports import CallerStoreFactory, ChatModel, MessageStore
 from chat.redrive import RedriveSweep
 from chat.service import ChatService
 from chat.settings import Settings
@@ -32,6 +36,14 @@ def build_chat_service(settings: Settings) -> ChatService:
         retry_max_seconds=settings.model_retry_max_seconds,
         reply_max_tokens=settings.reply_max_tokens,
     )
+    callers = caller_store_factory(settings.supabase_url, settings.supabase_anon_key.get_secret_value(), http)
+    return assemble_chat_service(settings, store, callers, model)
+
+
+def assemble_chat_service(
+    settings: Settings, store: MessageStore, open_caller_store: CallerStoreFactory, model: ChatModel
+) -> ChatService:
+    """The domain around its ports: pipeline, workers, sweep, waiter, direct chat, siblings."""
     waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
     siblings = SiblingNotifier(on_settled=waiter.notify)
 
@@ -52,7 +64,7 @@ def build_chat_service(settings: Settings) -> ChatService:
     workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
     return ChatService(
         store=store,
-        open_caller_store=caller_store_factory(settings.supabase_url, settings.supabase_anon_key.get_secret_value(), http),
+        open_caller_store=open_caller_store,
         pipeline=pipeline,
         workers=workers,
         sweep=RedriveSweep(

@@ -34,9 +34,9 @@ from devstack.serving import free_port
 from devstack.stack import LocalStack
 from doors.service import chat_service
 from server import create_app
-from tests.conftest import service_env
-from tests.deliveries import message_event
-from tests.torture.conftest import TORTURE_SERVICE_SETTINGS
+from tests.support.deliveries import message_event
+from tests.support.processes import service_env
+from tests.torture.harness import TORTURE_SERVICE_SETTINGS
 from tests.torture.ledger import LINES, count_http_500
 from tests.torture.traffic import GatewayUser
 

@@ -1,13 +1,16 @@
-"""Signed-up users and HTTP clients for the REST door's tests."""
+"""Users: signed up through supabase-py as a frontend would, or given a token signed with the
+stack's keys directly; and HTTP clients that call the REST door as them."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 
 import httpx
 from supabase import ClientOptions, create_client
 
+from devstack.keys import JwtKeys
 from devstack.stack import LocalStack
 
 
@@ -32,3 +35,12 @@ def sign_up(stack: LocalStack) -> SignedUpUser:
     response = client.auth.sign_up({"email": f"{uuid.uuid4()}@example.test", "password": "correct horse battery"})
     assert response.session is not None and response.user is not None
     return SignedUpUser(response.user.id, response.session.access_token)
+
+
+def user_token(keys: JwtKeys, user_id: str, lifetime: int = 3600) -> str:
+    """An access token for `user_id`, as the stack's Auth stand-in would issue it."""
+    now = int(time.time())
+    return keys.sign_user_token(
+        {"sub": user_id, "role": "authenticated", "aud": "authenticated", "iat": now, "exp": now + lifetime,
+         "iss": keys.issuer, "email": f"{user_id}@example.test"}
+    )

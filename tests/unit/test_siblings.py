@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from chat.siblings import SiblingNotifier
-from tests.conftest import wait_until
+from tests.support.polling import wait_until
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.api_clients import SignedUpUser, sign_up
-from tests.conftest import one_row
+from tests.support.database import one_row
+from tests.support.users import SignedUpUser, sign_up
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # A well-formed `before` that names none of the caller's conversations (api/errors.py, api/openapi.py).

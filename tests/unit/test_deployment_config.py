@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RUNTIME_EXCLUDED_PACKAGES = {"tests", "devstack", "bench"}  # never imported by production code
 SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD)$")
 

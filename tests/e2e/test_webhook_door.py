@@ -11,8 +11,9 @@ import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.conftest import FakeModelControl, wait_until
-from tests.deliveries import deliver, message_event, message_state, pending_message, replies_to, signed_headers
+from tests.support.deliveries import deliver, message_event, message_state, pending_message, replies_to, signed_headers
+from tests.support.polling import wait_until
+from tests.support.stack import FakeModelControl
 
 OTHER_SECRET = "whsec_" + base64.b64encode(b"x" * 32).decode()
 

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from devstack.service_process import ServiceProcess
-from tests.api_clients import SignedUpUser
-from tests.conftest import one_row
+from tests.support.database import one_row
+from tests.support.users import SignedUpUser
 
 EPOCH = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # A well-formed `before` that names no message of this conversation (api/errors.py, api/openapi.py).

@@ -13,9 +13,12 @@ from chat.settings import load_settings
 from devstack.stack import LocalStack
 from doors.service import chat_service
 from server import create_app
-from tests.api_clients import sign_up
-from tests.conftest import FakeModelControl, insert_user, service_env, start_service, wait_until
-from tests.deliveries import message_event, message_state, pending_message, replies_to, signed_headers
+from tests.support.database import insert_user
+from tests.support.deliveries import message_event, message_state, pending_message, replies_to, signed_headers
+from tests.support.polling import wait_until
+from tests.support.processes import service_env, start_service
+from tests.support.stack import FakeModelControl
+from tests.support.users import sign_up
 
 
 def test_procfile_service_with_several_workers_answers_a_conversation(

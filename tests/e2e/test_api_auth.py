@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from devstack.keys import JwtKeys
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.api_clients import SignedUpUser
-from tests.conftest import insert_user, one_row, start_service
+from tests.support.database import insert_user, one_row
+from tests.support.processes import start_service
+from tests.support.users import SignedUpUser
 
 UNREACHABLE_SUPABASE = "http://127.0.0.1:9"
 AuthorizationFor = Callable[[JwtKeys, str], "str | None"]

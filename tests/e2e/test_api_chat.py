@@ -11,8 +11,10 @@ import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.api_clients import SignedUpUser
-from tests.conftest import FakeModelControl, start_service, wait_until
+from tests.support.polling import wait_until
+from tests.support.processes import start_service
+from tests.support.stack import FakeModelControl
+from tests.support.users import SignedUpUser
 
 
 def new_conversation(api: httpx.Client, **fields: str) -> str:

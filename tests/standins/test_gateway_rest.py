@@ -14,7 +14,8 @@ from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
 from devstack.keys import JwtKeys
-from tests.conftest import insert_user, user_token
+from tests.support.database import insert_user
+from tests.support.users import user_token
 
 OBJECT = "application/vnd.pgrst.object+json"
 

@@ -14,8 +14,10 @@ from supabase import Client, ClientOptions, create_client
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.conftest import SERVICE_TEST_SETTINGS, FakeModelControl, start_service, wait_until
-from tests.deliveries import deliver, message_event, message_state, pending_message, replies_to
+from tests.support.deliveries import deliver, message_event, message_state, pending_message, replies_to
+from tests.support.polling import wait_until
+from tests.support.processes import SERVICE_TEST_SETTINGS, start_service
+from tests.support.stack import FakeModelControl
 
 
 def signed_up_user(stack: LocalStack) -> Client:

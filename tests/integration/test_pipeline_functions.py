@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from tests.conftest import Role
-from tests.deliveries import message_state, pending_message, replies_to
+from tests.support.database import Role
+from tests.support.deliveries import message_state, pending_message, replies_to
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import httpx
 import psycopg
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import insert_user
+from tests.support.database import insert_user
 
 
 def message_event(message_id: str, conversation_id: str, role: str = "user", **changes: object) -> bytes:

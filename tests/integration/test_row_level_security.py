@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from psycopg import errors
 
-from tests.conftest import Role, insert_user
+from tests.support.database import Role, insert_user
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 if TYPE_CHECKING:
     from devstack.stack import LocalStack
-from tests.conftest import insert_user
+from tests.support.database import insert_user
 
 
 def queued_requests(db: psycopg.Connection) -> list[dict]:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.api_clients import sign_up
+from tests.support.users import sign_up
 
 EXAMPLES_PER_OPERATION = 40
 

@@ -9,8 +9,8 @@ import httpx
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.api_clients import sign_up
-from tests.conftest import start_service
+from tests.support.processes import start_service
+from tests.support.users import sign_up
 
 APP = "https://app.example"
 EVIL = "https://evil.example"
