@@ -11,7 +11,7 @@ import pytest
 
 from adapters.model import OpenAIChatModel, openai_client
 from chat.errors import ModelRejected, ModelUnavailable
-from devstack.fake_openai import create_app
+from devstack.fake_openai import create_fake_openai
 from devstack.serving import RunningServer, serve_in_thread
 
 PROMPT = [{"role": "user", "content": "ping"}]
@@ -19,7 +19,7 @@ PROMPT = [{"role": "user", "content": "ping"}]
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[RunningServer]:
-    server = serve_in_thread(create_app())
+    server = serve_in_thread(create_fake_openai())
     yield server
     server.stop()
 

@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 
 from devstack.fake_openai import (
     FakeModelState,
-    create_app,
+    create_fake_openai,
     estimate_tokens,
     latency_ms_from_env,
 )
@@ -32,7 +32,7 @@ USER_TEXT = "hello fake world"
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     """One fake server per module: starting uvicorn per test would dominate runtime."""
-    running = serve_in_thread(create_app(FakeModelState(default_latency_ms=0)))
+    running = serve_in_thread(create_fake_openai(FakeModelState(default_latency_ms=0)))
     yield running
     running.stop()
 
