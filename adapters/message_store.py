@@ -11,7 +11,7 @@ from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
 from adapters.postgrest_errors import store_error
-from chat.errors import ChatError, StoreUnavailable
+from chat.errors import ChatError, ClaimSuperseded, StoreUnavailable
 from chat.ports import ClaimedMessage, ModelReply, StoredReply
 
 STORE_TIMEOUT_SECONDS = 10.0
@@ -60,6 +60,7 @@ class SupabaseMessageStore:
             conversation_id=row["conversation_id"],
             user_id=row["user_id"],
             attempt=row["attempt"],
+            claim_token=row["claim_token"],
             lease_expires_at=row["lease_expires_at"],
             system_prompt=row.get("system_prompt"),
             model=row.get("model"),
@@ -67,12 +68,15 @@ class SupabaseMessageStore:
         )
 
     def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
-        """Write the reply (once: a second writer gets the first reply back). None if the user
-        message no longer exists (its conversation was deleted meanwhile)."""
+        """Write the reply under this claim and return the reply as stored (if the message was
+        already answered, that answer). None if the user message no longer exists (its
+        conversation was deleted meanwhile). Raises ClaimSuperseded when the claim is stale and
+        the message unanswered: the reply was dropped."""
         row = self._rpc(
             "complete_message_for_reply",
             {
                 "message_id": claim.message_id,
+                "claim_token": claim.claim_token,
                 "content": reply.content,
                 "model": reply.model,
                 "prompt_tokens": reply.prompt_tokens,
@@ -81,13 +85,17 @@ class SupabaseMessageStore:
         )
         if not row:
             return None
+        if row.get("reply_id") is None:
+            raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
         return StoredReply(reply_id=row["reply_id"], content=row["content"], conversation_id=row["conversation_id"])
 
     def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
-        return bool(self._rpc("fail_message", {"message_id": claim.message_id, "error": error}))
+        """Mark the message failed under this claim. False: the claim is stale, nothing changed."""
+        params = {"message_id": claim.message_id, "claim_token": claim.claim_token, "error": error}
+        return bool(self._rpc("fail_message", params))
 
-    def release_message(self, message_id: str, lease_expires_at: str) -> bool:
-        return bool(self._rpc("release_message", {"message_id": message_id, "lease_expires_at": lease_expires_at}))
+    def release_message(self, message_id: str, claim_token: str) -> bool:
+        return bool(self._rpc("release_message", {"message_id": message_id, "claim_token": claim_token}))
 
     def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]:
         rows = self._rpc(

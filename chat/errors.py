@@ -34,6 +34,11 @@ class StoreRejected(ChatError):
     does not match the code): a fault on our side, never the caller's."""
 
 
+class ClaimSuperseded(ChatError):
+    """This worker's claim is no longer the message's current one (its lease ran out and another
+    attempt holds the message, or it was released): the database refused the write."""
+
+
 class ConversationNotFound(ChatError):
     """No such conversation, or not the caller's: the two are deliberately indistinguishable."""
 

@@ -22,6 +22,7 @@ class ClaimedMessage:
     conversation_id: str
     user_id: str
     attempt: int
+    claim_token: str  # names this claim in every write; refused once another claim is current
     lease_expires_at: str
     system_prompt: str | None
     model: str | None
@@ -55,13 +56,17 @@ class MessageStore(Protocol):
         """The claim plus its context, or None if someone else holds it or it is settled."""
 
     def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
-        """Write the reply once; None if the user message is gone (conversation deleted)."""
+        """Write the reply under `claim` and return the reply as stored (the first one, if the
+        message was answered already); None if the user message is gone (conversation deleted).
+        Raises ClaimSuperseded if `claim` is stale and the message unanswered: the reply is dropped."""
 
     def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
-        """Mark the claimed message failed with a reason its author reads; False if settled meanwhile."""
+        """Mark the message failed under `claim`, with a reason its author reads. False when the
+        claim is stale (another attempt holds or settled the message): nothing changed."""
 
-    def release_message(self, message_id: str, lease_expires_at: str) -> bool:
-        """Hand an unfinished claim back (shutdown), so the next sweep need not wait for the lease."""
+    def release_message(self, message_id: str, claim_token: str) -> bool:
+        """Hand an unfinished claim back (shutdown), so the next sweep need not wait for the lease;
+        the interrupted attempt is not counted."""
 
     def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]: ...
 

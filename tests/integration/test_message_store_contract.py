@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from adapters.message_store import SupabaseMessageStore, service_client, shared_http_client
-from chat.errors import StoreRejected
+from chat.errors import ClaimSuperseded, StoreRejected
 from chat.ports import ClaimedMessage, MessageStore, ModelReply
 from devstack.stack import LocalStack
 from tests.support.deliveries import message_state, pending_message
@@ -107,6 +107,33 @@ def test_completing_twice_keeps_the_first_reply(subject: Subject) -> None:
     assert subject.store.settled_messages([message_id]) == [message_id]
 
 
+def test_a_stale_claim_can_neither_answer_nor_fail_nor_release(subject: Subject) -> None:
+    message_id = subject.rows.pending_message()
+    stale = claim(subject, message_id)
+    assert stale is not None
+    subject.rows.expire_lease(message_id)
+    current = claim(subject, message_id)
+    assert current is not None and current.claim_token != stale.claim_token
+    with pytest.raises(ClaimSuperseded):
+        subject.store.complete_message_for_reply(stale, REPLY)
+    assert not subject.store.fail_message(stale, "stale")
+    assert not subject.store.release_message(message_id, stale.claim_token)
+    assert subject.rows.state(message_id) == ("processing", None, 2)
+    stored = subject.store.complete_message_for_reply(current, REPLY)
+    assert stored is not None
+    assert subject.store.complete_message_for_reply(stale, REPLY) == stored  # answered: the reply, whoever asks
+
+
+def test_a_failed_message_never_becomes_done(subject: Subject) -> None:
+    message_id = subject.rows.pending_message()
+    claimed = claim(subject, message_id)
+    assert claimed is not None
+    assert subject.store.fail_message(claimed, "The AI model is busy.")
+    with pytest.raises(ClaimSuperseded):
+        subject.store.complete_message_for_reply(claimed, REPLY)
+    assert subject.rows.state(message_id) == ("failed", "The AI model is busy.", 1)
+
+
 def test_failing_a_claimed_message_shows_the_reason_and_never_overrides_a_reply(subject: Subject) -> None:
     failing, answered = subject.rows.pending_message("a"), subject.rows.pending_message("b")
     failing_claim, answered_claim = claim(subject, failing), claim(subject, answered)
@@ -122,8 +149,8 @@ def test_a_released_claim_is_claimable_at_once_without_spending_an_attempt(subje
     message_id = subject.rows.pending_message()
     claimed = claim(subject, message_id)
     assert claimed is not None
-    assert subject.store.release_message(message_id, claimed.lease_expires_at)
-    assert not subject.store.release_message(message_id, claimed.lease_expires_at)  # no longer that lease
+    assert subject.store.release_message(message_id, claimed.claim_token)
+    assert not subject.store.release_message(message_id, claimed.claim_token)  # no longer the current claim
     again = claim(subject, message_id)
     assert again is not None and again.attempt == 1
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from chat.caller import Caller
 from chat.errors import (
+    ClaimSuperseded,
     ConversationNotFound,
     CursorNotFound,
     DuplicateClientMessage,
@@ -56,6 +57,7 @@ class Row:
     status: str = "pending"
     attempts: int = 0
     lease_expires_at: float | None = None
+    claim_token: str | None = None  # the current claim while processing
     error: str | None = None
     client_message_id: str | None = None
     reply: StoredReply | None = None
@@ -122,17 +124,18 @@ class InMemoryMessageStore(Faults):
             if row is None or not self._claimable(row, now):
                 return None
             if row.attempts >= max_attempts:
-                row.status, row.lease_expires_at = "failed", None
+                row.status, row.lease_expires_at, row.claim_token = "failed", None, None
                 row.error = f"No reply could be generated after {row.attempts} attempts. Please send the message again."
                 return None
             row.status, row.attempts, row.error = "processing", row.attempts + 1, None
-            row.lease_expires_at = now + lease_seconds
+            row.lease_expires_at, row.claim_token = now + lease_seconds, str(uuid.uuid4())
             conversation = self.db.conversations[row.conversation_id]
             return ClaimedMessage(
                 message_id=row.id,
                 conversation_id=row.conversation_id,
                 user_id=row.user_id,
                 attempt=row.attempts,
+                claim_token=row.claim_token,
                 lease_expires_at=repr(row.lease_expires_at),
                 system_prompt=conversation.fields.get("system_prompt"),
                 model=conversation.fields.get("model"),
@@ -145,27 +148,30 @@ class InMemoryMessageStore(Faults):
             row = self.db.messages.get(claim.message_id)
             if row is None:
                 return None
-            if row.reply is None:  # reply_to is unique: the first writer's reply stays
-                row.reply = StoredReply(str(uuid.uuid4()), reply.content, row.conversation_id)
-            row.status, row.error, row.lease_expires_at = "done", None, None
+            if self._holds(row, claim):
+                if row.reply is None:  # reply_to is unique: the first writer's reply stays
+                    row.reply = StoredReply(str(uuid.uuid4()), reply.content, row.conversation_id)
+                row.status, row.error, row.lease_expires_at, row.claim_token = "done", None, None, None
+            if row.reply is None:
+                raise ClaimSuperseded(f"message is {row.status} under another claim")
             return row.reply
 
     def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
         self._enter("fail_message")
         with self.db.lock:
             row = self.db.messages.get(claim.message_id)
-            if row is None or row.status not in ("pending", "processing"):
+            if row is None or not self._holds(row, claim):
                 return False
-            row.status, row.error, row.lease_expires_at = "failed", error, None
+            row.status, row.error, row.lease_expires_at, row.claim_token = "failed", error, None, None
             return True
 
-    def release_message(self, message_id: str, lease_expires_at: str) -> bool:
+    def release_message(self, message_id: str, claim_token: str) -> bool:
         self._enter("release_message")
         with self.db.lock:
             row = self.db.messages.get(message_id)
-            if row is None or row.status != "processing" or repr(row.lease_expires_at) != lease_expires_at:
+            if row is None or row.status != "processing" or row.claim_token != claim_token:
                 return False
-            row.lease_expires_at = self.db.clock() - 0.001
+            row.lease_expires_at, row.claim_token = self.db.clock() - 0.001, None
             row.attempts = max(row.attempts - 1, 0)
             return True
 
@@ -191,6 +197,11 @@ class InMemoryMessageStore(Faults):
     def _enter(self, method: str) -> None:
         self.calls.append(method)
         self.check(method)
+
+    @staticmethod
+    def _holds(row: Row, claim: ClaimedMessage) -> bool:
+        """Fencing: only the message's current claim may settle it."""
+        return row.status == "processing" and row.claim_token == claim.claim_token
 
     @staticmethod
     def _claimable(row: Row, now: float) -> bool:

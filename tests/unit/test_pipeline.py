@@ -24,6 +24,7 @@ class Pipeline:
         self.store = InMemoryMessageStore(self.db)
         self.model = ScriptedModel()
         self.settled: list[tuple[str, MessageOutcome | None]] = []
+        self.results: list[AnswerResult] = []
         self.pipeline = ReplyPipeline(
             self.store, self.model, default_model="default-model", lease_seconds=LEASE_SECONDS,
             max_attempts=max_attempts, context_token_budget=6000, context_max_messages=200,
@@ -53,7 +54,7 @@ def test_a_second_answer_of_a_settled_message_claims_nothing() -> None:
     p.pipeline.answer(p.message_id)
     assert p.pipeline.answer(p.message_id) is AnswerResult.NOT_CLAIMED
     assert len(p.model.prompts) == 1
-    assert p.settled[-1] == (p.message_id, None)  # the waiter reads the outcome itself
+    assert len(p.settled) == 1  # not ours to announce: whoever settled it told the waiters
 
 
 def test_the_conversation_history_is_in_the_prompt_and_its_model_is_used() -> None:
@@ -117,7 +118,7 @@ def test_a_model_fault_with_the_store_down_is_left_for_the_sweep() -> None:
     assert p.settled == []
 
 
-def test_a_message_deleted_during_generation_is_not_answered() -> None:
+def test_a_message_deleted_during_generation_is_not_answered_and_its_waiter_is_woken() -> None:
     p = Pipeline()
     p.model.gate = threading.Event()
     worker = threading.Thread(target=p.pipeline.answer, args=(p.message_id,))
@@ -127,6 +128,38 @@ def test_a_message_deleted_during_generation_is_not_answered() -> None:
     p.model.gate.set()
     worker.join(5)
     assert p.settled == [(p.message_id, None)]
+
+
+def stale_worker(p: Pipeline) -> threading.Thread:
+    """A worker generating while its lease runs out and another attempt claims the message."""
+    p.model.gate = threading.Event()
+    worker = threading.Thread(target=lambda: p.results.append(p.pipeline.answer(p.message_id)))
+    worker.start()
+    wait_until(lambda: p.model.prompts)
+    p.db.messages[p.message_id].lease_expires_at = p.db.clock() - 1
+    assert p.store.claim_message_for_reply(p.message_id, LEASE_SECONDS, 5, 6000, 200) is not None
+    return worker
+
+
+@pytest.mark.parametrize(
+    "model_says",
+    [
+        pytest.param(None, id="its reply is dropped"),
+        pytest.param(ModelUnavailable("busy"), id="its failure is not recorded"),
+    ],
+)
+def test_a_stale_worker_settles_nothing_and_tells_nobody(model_says: Exception | None) -> None:
+    p = Pipeline()
+    worker = stale_worker(p)
+    if model_says is not None:
+        p.model.script.append(model_says)
+    assert p.model.gate is not None
+    p.model.gate.set()
+    worker.join(5)
+    assert p.results == [AnswerResult.NOT_CLAIMED]
+    assert p.row() == ("processing", None, 2)  # the current attempt still holds it
+    assert p.db.messages[p.message_id].reply is None
+    assert p.settled == []
 
 
 def test_a_message_out_of_attempts_is_failed_not_claimed() -> None:
