@@ -19,16 +19,16 @@ import structlog
 from chat.context import build_prompt
 from chat.errors import ClaimSuperseded, ModelError, StoreUnavailable
 from chat.logging import get_logger
-from chat.model import ChatModel
 from chat.outcome import MessageOutcome
-from chat.settings import Settings
-from chat.store import ClaimedMessage, MessageStore
+from chat.ports import ChatModel, ClaimedMessage, MessageStore
 
 logger = get_logger(__name__)
 INTERNAL_ERROR_MESSAGE = "Something went wrong while answering this message. Please send it again."
 
 
-class Outcome(enum.Enum):
+class AnswerResult(enum.Enum):
+    """What one `answer` call did (how the message ended is a MessageOutcome, for waiters)."""
+
     ANSWERED = "answered"
     FAILED = "failed"
     NOT_CLAIMED = "not_claimed"  # someone else has it, or it is already settled
@@ -38,14 +38,23 @@ class Outcome(enum.Enum):
 class ReplyPipeline:
     def __init__(
         self,
-        settings: Settings,
         store: MessageStore,
         model: ChatModel,
+        *,
+        default_model: str,
+        lease_seconds: int,
+        max_attempts: int,
+        context_token_budget: int,
+        context_max_messages: int,
         on_settled: Callable[[str, MessageOutcome | None], None] | None = None,
     ) -> None:
-        self.settings = settings
         self.store = store
         self.model = model
+        self.default_model = default_model  # for conversations that name no model
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.context_token_budget = context_token_budget
+        self.context_max_messages = context_max_messages
         self.on_settled = on_settled
         self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
         self._claims_lock = threading.Lock()
@@ -55,24 +64,20 @@ class ReplyPipeline:
         with self._claims_lock:
             return dict(self._active_claims)
 
-    def answer(self, message_id: str) -> Outcome:
+    def answer(self, message_id: str) -> AnswerResult:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             try:
-                claim = self.store.claim_message(
-                    message_id,
-                    self.settings.lease_seconds,
-                    self.settings.max_attempts,
-                    self.settings.context_token_budget,
-                    self.settings.context_max_messages,
+                claim = self.store.claim_message_for_reply(
+                    message_id, self.lease_seconds, self.max_attempts, self.context_token_budget, self.context_max_messages
                 )
             except StoreUnavailable as error:
                 logger.warning("could not claim message", reason=str(error))
-                return Outcome.DEFERRED
+                return AnswerResult.DEFERRED
             if claim is None:
                 # Held by another attempt, or settled: either way not ours to announce. A waiter
                 # woken now would read "processing"; the one who settles it tells the waiters.
                 logger.info("message not claimable; skipped")
-                return Outcome.NOT_CLAIMED
+                return AnswerResult.NOT_CLAIMED
             with self._claims_lock:
                 self._active_claims[message_id] = claim.claim_token
             try:
@@ -82,16 +87,16 @@ class ReplyPipeline:
                 with self._claims_lock:
                     self._active_claims.pop(message_id, None)
 
-    def _answer_claimed(self, claim: ClaimedMessage) -> Outcome:
+    def _answer_claimed(self, claim: ClaimedMessage) -> AnswerResult:
         try:
             return self._generate_and_store(claim)
         except StoreUnavailable as error:
             logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
-            return Outcome.DEFERRED
+            return AnswerResult.DEFERRED
         except ClaimSuperseded as error:
             # Not settled: the current attempt will settle it and tell the waiters then.
             logger.warning("claim superseded while generating; reply dropped", reason=str(error))
-            return Outcome.NOT_CLAIMED
+            return AnswerResult.NOT_CLAIMED
         except ModelError as error:
             logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
             return self._fail(claim, error.user_message)
@@ -99,19 +104,17 @@ class ReplyPipeline:
             logger.exception("unexpected error answering message; marking it failed")
             return self._fail(claim, INTERNAL_ERROR_MESSAGE)
 
-    def _generate_and_store(self, claim: ClaimedMessage) -> Outcome:
-        model_name = claim.model or self.settings.openai_model
+    def _generate_and_store(self, claim: ClaimedMessage) -> AnswerResult:
+        model_name = claim.model or self.default_model
         started = time.perf_counter()
         reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()
-        stored = self.store.complete_message(
-            claim.message_id, claim.claim_token, reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens
-        )
+        stored = self.store.complete_message_for_reply(claim, reply)
         stored_at = time.perf_counter()
         if stored is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
             self._settled(claim.message_id, None)
-            return Outcome.NOT_CLAIMED
+            return AnswerResult.NOT_CLAIMED
         logger.info(
             "message answered",
             reply_id=stored.reply_id,
@@ -124,21 +127,21 @@ class ReplyPipeline:
             claim.message_id,
             MessageOutcome(claim.message_id, stored.conversation_id, "done", None, stored.reply_id, stored.content),
         )
-        return Outcome.ANSWERED
+        return AnswerResult.ANSWERED
 
-    def _fail(self, claim: ClaimedMessage, user_message: str) -> Outcome:
+    def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
         try:
-            failed = self.store.fail_message(claim.message_id, claim.claim_token, user_message)
+            failed = self.store.fail_message(claim, user_message)
         except StoreUnavailable as error:
             logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
-            return Outcome.DEFERRED
+            return AnswerResult.DEFERRED
         if not failed:
             # Our claim is stale: another attempt holds or settled the message, and tells the waiters.
             logger.warning("claim superseded; failure not recorded")
-            return Outcome.NOT_CLAIMED
+            return AnswerResult.NOT_CLAIMED
         outcome = MessageOutcome(claim.message_id, claim.conversation_id, "failed", user_message, None, None)
         self._settled(claim.message_id, outcome)
-        return Outcome.FAILED
+        return AnswerResult.FAILED
 
     def _settled(self, message_id: str, outcome: MessageOutcome | None) -> None:
         if self.on_settled is not None:

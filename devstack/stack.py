@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from devstack.fake_openai import create_app as create_fake_openai
+from devstack.fake_openai import create_fake_openai
 from devstack.gateway.app import create_gateway
 from devstack.keys import JwtKeys
 from devstack.migrate import prepare_database

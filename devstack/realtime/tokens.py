@@ -13,7 +13,7 @@ from typing import Any
 
 import jwt
 
-from devstack.keys import InvalidToken, JwtKeys
+from devstack.keys import JwtKeys, JwtRefused
 
 
 class TokenRejected(Exception):
@@ -42,7 +42,7 @@ def identity_of(keys: JwtKeys, token: Any) -> Identity:
         raise TokenRejected("Missing or invalid access token")
     try:
         claims = keys.verify(token)
-    except InvalidToken as error:
+    except JwtRefused as error:
         if str(error) == "JWT expired":
             raise TokenRejected(f"Token has expired {_seconds_since_expiry(token)} seconds ago") from None
         raise TokenRejected(f"Invalid JWT: {error}") from None
