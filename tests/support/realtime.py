@@ -115,8 +115,10 @@ def node_or_skip() -> str:
     installed = NODE_DIR / "node_modules" / ".package-lock.json"
     lockfile = NODE_DIR / "package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < lockfile.stat().st_mtime:
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True,
-                       capture_output=True, timeout=300)
+        installed_now = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR,
+                                       capture_output=True, text=True, timeout=300, check=False)
+        if installed_now.returncode != 0:
+            pytest.fail(f"`npm ci` in {NODE_DIR} failed (is the npm registry reachable?): {installed_now.stderr[-2000:]}")
     return node
 
 
