@@ -27,7 +27,7 @@ from devstack.service_process import procfile_command
 from devstack.serving import free_port
 from devstack.stack import LocalStack
 from tests.api_clients import SignedUpUser, sign_up
-from tests.conftest import FakeModelControl, service_env, wait_until
+from tests.conftest import FakeModelControl, wait_until
 from tests.container_service import CACHE_DIR, BuiltImage, ContainerService, built_image
 from tests.deliveries import deliver, message_event, message_state, replies_to
 
@@ -44,8 +44,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage]:
 
 
 def start_container(image: BuiltImage, stack: LocalStack, state_dir: Path, **overrides: str) -> ContainerService:
-    # DATABASE_URL is the local stack's own; the service never reads it, so the image does not get it.
-    env = {name: value for name, value in service_env(stack, **overrides).items() if name != "DATABASE_URL"}
+    """The image as deployed: its own defaults (APP_ENV=production, 2 workers x 256 threads) plus
+    what a platform's secrets would give it, pointing at the local stack. DATABASE_URL is the
+    stack's own; the service never reads it, so the image does not get it."""
+    deployed = {name: value for name, value in stack.service_environment().items() if name != "DATABASE_URL"}
+    env = {**deployed, "CORS_ORIGINS": "http://localhost:3000", **overrides}
     port = free_port()
     container = ContainerService(image, env, port, state_dir / f"container-{port}.log")
     try:
@@ -172,8 +175,7 @@ def test_sigterm_drains_the_generations_in_flight_and_loses_nothing(
     by_webhook, by_api = f"drain webhook {uuid.uuid4()}", f"drain api {uuid.uuid4()}"
     for text in (by_webhook, by_api):
         fake_model.queue_faults({"kind": "hang", "seconds": 1.5}, match=text)
-    leaving = start_container(image, stack, state_dir, GRACEFUL_TIMEOUT="15", OPENAI_TIMEOUT_SECONDS="5",
-                              LEASE_SECONDS="20", CHAT_REPLY_TIMEOUT_SECONDS="15")
+    leaving = start_container(image, stack, state_dir, GRACEFUL_TIMEOUT="15")
     try:
         _webhook_to(stack, leaving)
         user = sign_up(stack)
