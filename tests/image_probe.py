@@ -61,7 +61,7 @@ def importable_dev_modules() -> list[str]:
 
 
 def secret_files() -> list[str]:
-    found = []
+    found: list[str] = []
     for top in SECRET_DIRS:
         for folder, directories, names in os.walk(top):
             found.extend(os.path.join(folder, name) for name in [*directories, *names] if SECRET_FILE.match(name))
@@ -70,7 +70,7 @@ def secret_files() -> list[str]:
 
 def secret_text() -> list[str]:
     """Secrets by content: anything in the code folder, and key-like files anywhere we look."""
-    found = []
+    found: list[str] = []
     for top in SECRET_DIRS:
         for folder, _, names in os.walk(top):
             for name in names:

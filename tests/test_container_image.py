@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import psycopg
@@ -98,9 +98,10 @@ def _insert_as(user: SignedUpUser, stack: LocalStack, content: str) -> tuple[str
     client = create_client(stack.api_url, stack.keys.api_key("anon"),
                            options=ClientOptions(auto_refresh_token=False, persist_session=False))
     client.postgrest.auth(user.access_token)
-    conversation = client.table("conversations").insert({"title": "image"}).execute().data[0]["id"]
-    message = client.table("messages").insert({"conversation_id": conversation, "content": content}).execute().data[0]
-    return str(message["id"]), str(conversation)
+    conversation = cast(dict[str, Any], client.table("conversations").insert({"title": "image"}).execute().data[0])
+    message = cast(dict[str, Any], client.table("messages").insert(
+        {"conversation_id": conversation["id"], "content": content}).execute().data[0])
+    return str(message["id"]), str(conversation["id"])
 
 
 # --- how it starts ------------------------------------------------------------------------------
