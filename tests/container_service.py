@@ -31,6 +31,7 @@ class BuiltImage:
     tag: str
     base: str | None  # the PYTHON_IMAGE build argument; None = the Dockerfile's default
     build_seconds: float
+    base_seconds: float  # making the local base ready: mmdebstrap and import, or a look-up when cached
 
 
 def builder_or_skip() -> ContainerBuilder:
@@ -67,7 +68,9 @@ def clean_checkout(destination: Path) -> Path:
 @contextlib.contextmanager
 def built_image(scratch: Path) -> Iterator[BuiltImage]:
     builder = builder_or_skip()
+    preparing = time.monotonic()
     base = python_base_image(builder, CACHE_DIR)
+    base_seconds = time.monotonic() - preparing
     context = clean_checkout(scratch)
     tag = f"localhost/ai-chat-server-test:{uuid.uuid4().hex[:12]}"
     started = time.monotonic()
@@ -75,7 +78,7 @@ def built_image(scratch: Path) -> Iterator[BuiltImage]:
     build_seconds = time.monotonic() - started
     assert done.returncode == 0, f"{builder.name} could not build the Dockerfile:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     try:
-        yield BuiltImage(builder, tag, base, build_seconds)
+        yield BuiltImage(builder, tag, base, build_seconds, base_seconds)
     finally:
         builder.remove_image(tag)
 

@@ -75,6 +75,7 @@ def _report_figures(image: BuiltImage, running: ContainerService, request: pytes
         "base": image.base or "Dockerfile default",
         "image_bytes": image.builder.image_size(image.tag),
         "base_bytes": image.builder.image_size(image.base) if image.base else None,
+        "base_seconds": round(image.base_seconds, 1),
         "build_seconds": round(image.build_seconds, 1),
         "seconds_to_create_container": round(running.seconds_to_create or 0, 2),
         "seconds_to_ready": round(running.seconds_to_ready or 0, 2),
