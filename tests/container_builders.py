@@ -158,8 +158,11 @@ class Buildah(ContainerBuilder):
 
     def answers(self) -> bool:
         if shutil.which("buildah") is None or os.geteuid() != 0:
+            return False  # rootless Buildah would need `buildah unshare` and subordinate ids
+        try:
+            return _run([*self.base, "info"]).returncode == 0
+        except subprocess.TimeoutExpired:
             return False
-        return _run([*self.base, "info"]).returncode == 0
 
     def build(self, context: Path, tag: str, build_args: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return _run([*self.base, "bud", "--isolation", "chroot", "--format", "docker", "--pull-never", "--tag", tag,
