@@ -18,10 +18,13 @@ from chat.errors import ModelError, ModelUnavailable
 from chat.outcome import MessageOutcome
 from chat.pipeline import AnswerResult, ReplyPipeline
 from chat.ports import ModelReply
+from tests.support.database import separate_migrated_database
 from tests.support.deliveries import message_state, pending_message, replies_to
 from tests.support.polling import wait_until
+from tests.support.stack import scratch_dir, start_test_stack
 
 if TYPE_CHECKING:
+    from devstack.postgres import LocalPostgres
     from devstack.stack import LocalStack
 
 GATE_DEADLINE_SECONDS = 10.0
@@ -77,6 +80,23 @@ class Worker:
         self.thread.join(GATE_DEADLINE_SECONDS)
         assert not self.thread.is_alive(), "the worker did not finish"
         return self.outcome
+
+
+@pytest.fixture(scope="module")
+def database_url(postgres_server: LocalPostgres) -> Iterator[str]:
+    """A database no running service sweeps: with one-second leases, the session service's sweep
+    would claim an expired message before the test's worker B could."""
+    with separate_migrated_database(postgres_server.superuser_url, "stale_workers") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def stack(database_url: str) -> Iterator[LocalStack]:
+    """The gateway over that database only."""
+    with scratch_dir("ai-chat-stale-") as folder:
+        running = start_test_stack(folder, database_url)
+        yield running
+        running.stop()
 
 
 @pytest.fixture

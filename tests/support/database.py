@@ -3,8 +3,10 @@ as one of Supabase's API roles with that role's JWT claims)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,20 @@ def start_migrated_postgres(folder: Path) -> LocalPostgres:
     postgres = LocalPostgres(folder / "postgres" / "data", free_port())
     prepare_database(postgres.start())
     return postgres
+
+
+@contextlib.contextmanager
+def separate_migrated_database(server_url: str, name: str) -> Iterator[str]:
+    """A database of its own on the session's server, bootstrapped and migrated, for tests that no
+    running service may touch (the session's service sweeps every stalled message it can see)."""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"drop database if exists {name} with (force)")
+        conn.execute(f"create database {name}")
+    url = server_url.rsplit("/", 1)[0] + f"/{name}"
+    prepare_database(url)
+    yield url
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f"drop database {name} with (force)")
 
 
 class Role:
