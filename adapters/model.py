@@ -1,29 +1,34 @@
-"""The model (chat.ports.ChatModel): the openai SDK pointed at OpenAI or any compatible server,
-with one retry layer (tenacity; the SDK's own retries are off so attempts do not multiply)."""
+"""The model (chat.ports.ChatModel and StreamingChatModel): the openai SDK pointed at OpenAI or
+any compatible server, with one retry layer (tenacity; the SDK's own retries are off so attempts
+do not multiply). A streamed reply is retried only until its first piece of text."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import openai
+from openai import Stream
 from openai.types.chat import ChatCompletion
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from chat.errors import ModelRejected, ModelUnavailable
 from chat.logging import get_logger
-from chat.ports import ModelReply
+from chat.ports import ModelReply, ModelStream
 
 logger = get_logger(__name__)
 TRANSIENT = (openai.APITimeoutError, openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)
 
 
 def is_retryable(error: BaseException) -> bool:
-    """429s (except an exhausted quota), 5xx, timeouts and connection errors; never other 4xx."""
+    """429s (except an exhausted quota), 5xx, timeouts, connection errors and a stream's error
+    event; never other 4xx."""
     if isinstance(error, openai.RateLimitError):
         return error.code != "insufficient_quota"
     if isinstance(error, openai.APIStatusError):
         return error.status_code >= 500
-    return isinstance(error, TRANSIENT)
+    return isinstance(error, TRANSIENT) or type(error) is openai.APIError
 
 
 def retry_after_seconds(error: BaseException | None) -> float | None:
@@ -64,33 +69,9 @@ class OpenAIChatModel:
         )
 
     def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(is_retryable),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        try:
+        retrying = self._retrying()
+        with provider_errors():
             completion = retrying(self._create, messages, model)
-        except openai.RateLimitError as error:
-            if error.code == "insufficient_quota":
-                raise ModelRejected(
-                    "The AI provider's quota for this service is used up; the service's owner needs to add credit.",
-                    str(error),
-                ) from error
-            raise ModelUnavailable("The AI model is busy (rate limited). Please send your message again.") from error
-        except (openai.APITimeoutError, openai.APIConnectionError) as error:
-            raise ModelUnavailable("The AI model did not answer in time. Please send your message again.") from error
-        except openai.APIStatusError as error:
-            if error.status_code >= 500:
-                raise ModelUnavailable(
-                    "The AI model had a server error. Please send your message again.", str(error)
-                ) from error
-            raise ModelRejected(
-                f"The AI model rejected this conversation ({error.status_code}): {_provider_message(error)}",
-                str(error),
-            ) from error
         choice = completion.choices[0] if completion.choices else None
         content = choice.message.content if choice and choice.message else None
         if not content:
@@ -101,6 +82,46 @@ class OpenAIChatModel:
             model=completion.model or model,
             prompt_tokens=usage.prompt_tokens if usage else None,
             completion_tokens=usage.completion_tokens if usage else None,
+        )
+
+    def stream(self, messages: list[dict[str, str]], model: str) -> ModelStream:
+        """Open a streamed reply and read it up to its first piece of text, retrying as
+        `complete` does until then (nothing has been shown to anyone yet). Errors after the first
+        piece are the caller's: see OpenAIModelStream."""
+        with provider_errors():
+            return self._retrying()(self._open_stream, messages, model)
+
+    def _open_stream(self, messages: list[dict[str, str]], model: str) -> OpenAIModelStream:
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if self.reply_max_tokens:
+            body["max_tokens"] = self.reply_max_tokens
+        # cast_to=object: the SDK decodes the SSE, raises on error events and maps transport
+        # errors, but hands each chunk over as the dict json.loads made. Building typed
+        # ChatCompletionChunk objects (pydantic, per chunk) is what made streaming cost several
+        # times the CPU of one whole answer (bench/streaming.py measures both).
+        raw: Stream[object] = self.client.post(
+            "/chat/completions", body=body, cast_to=object, stream=True, stream_cls=Stream[object]
+        )
+        opened = OpenAIModelStream(raw, model)
+        try:
+            opened.read_first_piece()
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+    def _retrying(self) -> Retrying:
+        return Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(is_retryable),
+            before_sleep=self._log_retry,
+            reraise=True,
         )
 
     def _create(self, messages: list[dict[str, str]], model: str) -> ChatCompletion:
@@ -129,6 +150,102 @@ class OpenAIChatModel:
             error_type=type(error).__name__,
             wait_seconds=round(state.upcoming_sleep, 3),
         )
+
+
+class OpenAIModelStream:
+    """One streamed reply (chat.ports.ModelStream): iterate for the pieces of text, the first one
+    already read; `reply` afterwards holds the whole text and the usage the provider reported in
+    its last chunk. `close` may be called from another thread (a stop): it closes the provider's
+    connection, so generation and billing end there, and the reading thread ends quietly."""
+
+    def __init__(self, raw: Stream[object], model: str) -> None:
+        self._raw = raw
+        self._chunks = iter(raw)
+        self._model = model
+        self._pieces: list[str] = []
+        self._first: str | None = None
+        self._usage: dict[str, Any] | None = None
+        self.closed = False
+
+    def read_first_piece(self) -> None:
+        for chunk in self._chunks:
+            piece = self._absorb(chunk)
+            if piece:
+                self._first = piece
+                return
+        raise ModelUnavailable("The AI model returned an empty reply. Please send your message again.")
+
+    def __iter__(self) -> Iterator[str]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        with provider_errors():
+            try:
+                for chunk in self._chunks:
+                    piece = self._absorb(chunk)
+                    if piece:
+                        yield piece
+            except Exception:
+                if self.closed:
+                    return  # closed by a stop while reading: not an error
+                raise
+
+    def close(self) -> None:
+        self.closed = True
+        self._raw.close()
+
+    @property
+    def reply(self) -> ModelReply:
+        usage = self._usage or {}
+        return ModelReply(
+            content="".join(self._pieces),
+            model=self._model,
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+        )
+
+    def _absorb(self, chunk: object) -> str | None:
+        """The chunk's text, if any; keeps the model's name and the usage on the way. Plain dict
+        reads: the chunk is the JSON the provider sent."""
+        if not isinstance(chunk, dict):
+            return None
+        if chunk.get("usage"):
+            self._usage = chunk["usage"]
+        if chunk.get("model"):
+            self._model = chunk["model"]
+        choices = chunk.get("choices") or ()
+        piece = (choices[0].get("delta") or {}).get("content") if choices else None
+        if piece:
+            self._pieces.append(piece)
+            return str(piece)
+        return None
+
+
+@contextmanager
+def provider_errors() -> Iterator[None]:
+    """The SDK's errors as the domain's: ModelUnavailable (retrying later may help) or
+    ModelRejected (it cannot), each with a message the user may read."""
+    try:
+        yield
+    except openai.RateLimitError as error:
+        if error.code == "insufficient_quota":
+            raise ModelRejected(
+                "The AI provider's quota for this service is used up; the service's owner needs to add credit.",
+                str(error),
+            ) from error
+        raise ModelUnavailable("The AI model is busy (rate limited). Please send your message again.") from error
+    except (openai.APITimeoutError, openai.APIConnectionError) as error:
+        raise ModelUnavailable("The AI model did not answer in time. Please send your message again.") from error
+    except openai.APIStatusError as error:
+        if error.status_code >= 500:
+            raise ModelUnavailable("The AI model had a server error. Please send your message again.", str(error)) from error
+        raise ModelRejected(
+            f"The AI model rejected this conversation ({error.status_code}): {_provider_message(error)}",
+            str(error),
+        ) from error
+    except openai.APIError as error:
+        # An error event inside a stream: the provider broke off (overloaded, or a server error).
+        raise ModelUnavailable("The AI model's reply broke off. Please send your message again.", str(error)) from error
 
 
 def _provider_message(error: openai.APIStatusError) -> str:

@@ -84,3 +84,8 @@ class ReplyTimeout(ChatError):
     def __init__(self, message_id: str) -> None:
         super().__init__(f"no reply to {message_id} yet")
         self.message_id = message_id
+
+
+class BroadcastFailed(ChatError):
+    """Realtime did not take a broadcast. Nothing is lost: the reply row has the text, and a
+    client that missed deltas re-reads it (a gap in `offset` tells it to)."""

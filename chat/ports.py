@@ -6,7 +6,7 @@ Method names are the SQL functions they call, so a reader can go from a call to 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -110,3 +110,42 @@ class ChatModel(Protocol):
     ModelRejected (retrying cannot help), each with a message the user may read."""
 
     def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply: ...
+
+
+class ModelStream(Protocol):
+    """A reply being generated. Iterating yields its pieces of text as the provider sends them;
+    once exhausted, `reply` has the whole text and the provider's usage. Raises ModelError if the
+    provider breaks off. `close` is safe from any thread: it ends the provider's generation (and
+    its billing), after which iteration simply ends."""
+
+    closed: bool
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def close(self) -> None: ...
+
+    @property
+    def reply(self) -> ModelReply: ...
+
+
+class StreamingChatModel(Protocol):
+    def stream(self, messages: list[dict[str, str]], model: str) -> ModelStream:
+        """Open a streamed reply, retried as `complete` is until its first piece of text arrives
+        (that piece is the first the iterator yields). Raises ModelError like `complete`."""
+
+
+@dataclass(frozen=True)
+class Broadcast:
+    """One Realtime Broadcast message: `event` with `payload` on the private channel `topic`."""
+
+    topic: str
+    event: str
+    payload: dict[str, Any]
+
+
+class ReplyBroadcaster(Protocol):
+    """Realtime Broadcast as the service role: only it may send on a conversation's channel."""
+
+    def send(self, messages: list[Broadcast]) -> None:
+        """Send all of them in one request. Raises BroadcastFailed; a lost broadcast loses no
+        text (the row has it: clients re-read it), so callers log and go on."""

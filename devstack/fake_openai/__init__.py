@@ -11,7 +11,8 @@ Public surface:
 * ``create_fake_openai(state)`` - the Starlette application.
 * ``FakeModelState`` - latency, fault queue and request log shared by the handlers.
 * ``Fault`` - one queued failure.
-* CLI (``__main__.py``): ``python -m devstack.fake_openai --host 127.0.0.1 --port 54330 --latency-ms 0``.
+* CLI (``__main__.py``): ``python -m devstack.fake_openai --host 127.0.0.1 --port 54330 --latency-ms 0
+  --tokens-per-second 0``.
 
 HTTP endpoints:
 
@@ -19,7 +20,11 @@ HTTP endpoints:
   always ``"Echo: " + <text of the last user message>``.
 * ``GET /v1/models`` and ``GET /v1/models/{model}``.
 * ``POST /_fake/faults``, ``GET /_fake/faults`` - queue / inspect injected faults.
-* ``POST /_fake/config``, ``GET /_fake/config`` - set / read the latency.
+* ``POST /_fake/config``, ``GET /_fake/config`` - set / read the latency (for a streamed reply:
+  the time to first token; headers and the role chunk go out at once) and ``tokens_per_second``
+  (the pace of a streamed reply's pieces after the first; 0 = all at once). Each streamed request's
+  log entry says how many pieces went out and how the stream ended (``complete``,
+  ``client_closed``, ``error``), so a test can count what a stopped reply cost.
 * ``GET /_fake/requests[?match=substring]`` - every completion request received.
 * ``POST /_fake/reset`` - drop faults and recorded requests, restore default latency.
 

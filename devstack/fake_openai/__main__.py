@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import uvicorn
 
 from devstack.fake_openai.app import create_fake_openai
-from devstack.fake_openai.state import LATENCY_ENV_VAR, FakeModelState, latency_ms_from_env, validate_latency
+from devstack.fake_openai.state import LATENCY_ENV_VAR, FakeModelState, validate_latency
 
 
 def build_arg_parser() -> argparse.ArgumentParser:
@@ -24,6 +24,12 @@ def build_arg_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"default simulated latency in ms (default: ${LATENCY_ENV_VAR} or 0)",
     )
+    parser.add_argument(
+        "--tokens-per-second",
+        type=float,
+        default=None,
+        help="pace of streamed replies after the first token (default: $FAKE_OPENAI_TOKENS_PER_SECOND or 0 = at once)",
+    )
     parser.add_argument("--log-level", default="warning", help="uvicorn log level (default: warning)")
     return parser
 
@@ -33,10 +39,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = build_arg_parser()
     args = parser.parse_args(argv)
     try:
-        latency_ms = latency_ms_from_env() if args.latency_ms is None else validate_latency(args.latency_ms)
+        defaults = FakeModelState.from_env()
+        latency_ms = defaults.default_latency_ms if args.latency_ms is None else validate_latency(args.latency_ms)
+        pace = defaults.default_tokens_per_second if args.tokens_per_second is None else args.tokens_per_second
+        state = FakeModelState(default_latency_ms=latency_ms, default_tokens_per_second=pace)
     except ValueError as exc:
         parser.error(str(exc))
-    app = create_fake_openai(FakeModelState(default_latency_ms=latency_ms))
+    app = create_fake_openai(state)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 

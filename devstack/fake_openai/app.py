@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -15,7 +15,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from devstack.fake_openai.errors import OpenAIError
-from devstack.fake_openai.replies import completion_body, fault_error, sse_frames, stream_chunks
+from devstack.fake_openai.replies import (
+    STREAM_ERROR_FRAME,
+    completion_body,
+    fault_error,
+    reply_text,
+    split_for_stream,
+    sse_frames,
+    stream_chunks,
+)
 from devstack.fake_openai.requests import (
     ChatRequest,
     has_bearer_token,
@@ -26,13 +34,51 @@ from devstack.fake_openai.requests import (
     read_json,
     unauthorized,
 )
-from devstack.fake_openai.state import FAKE_MODEL_ID, FakeModelState, JsonDict
+from devstack.fake_openai.state import FAKE_MODEL_ID, FakeModelState, Fault, JsonDict, RecordedRequest
 
 
-async def _iterate(frames: Sequence[str]) -> AsyncIterator[str]:
-    """Async iterator so Starlette streams on the event loop, not in a thread pool."""
-    for frame in frames:
-        yield frame
+@dataclass(frozen=True)
+class StreamPacing:
+    """How a streamed reply is paced: the time to first token, then tokens per second (0 = all
+    at once), so tests and benchmarks see the timing of a real model rather than one burst."""
+
+    first_token_seconds: float
+    tokens_per_second: float
+
+    def due(self, index: int) -> float:
+        """Seconds after the stream opened at which content piece ``index`` is sent."""
+        step = 1 / self.tokens_per_second if self.tokens_per_second > 0 else 0.0
+        return self.first_token_seconds + index * step
+
+
+async def _paced(
+    frames: Sequence[str], pieces: int, pacing: StreamPacing, entry: RecordedRequest, error_after: int | None
+) -> AsyncIterator[str]:
+    """The role chunk at once, then each content piece when it is due, then the tail.
+
+    An async generator, so Starlette streams it on the event loop; when the client closes the
+    connection Starlette cancels it, and ``finally`` records how far it got (what a stopped
+    reply would have been billed for)."""
+    opened = time.monotonic()
+    try:
+        yield frames[0]
+        for index in range(pieces):
+            if error_after is not None and index >= error_after:
+                entry.stream_end = "error"
+                yield STREAM_ERROR_FRAME
+                return
+            wait = opened + pacing.due(index) - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            yield frames[1 + index]
+            entry.tokens_sent += 1
+        for frame in frames[1 + pieces :]:
+            yield frame
+        entry.stream_end = "complete"
+    finally:
+        if entry.stream_end is None:
+            entry.stream_end = "client_closed"
+        entry.stream_ended_at = time.time()
 
 
 async def sleep_unless_disconnected(request: Request, seconds: float) -> bool:
@@ -72,12 +118,14 @@ class _Handlers:
         except OpenAIError as exc:
             return self._with_request_id(exc.to_response())
         fault = self.state.take_fault(chat.last_user_text)
-        self._record(chat, fault.kind if fault else "ok")
-        delay = self.state.latency_ms / 1000 + (fault.seconds if fault and fault.kind == "hang" else 0.0)
+        entry = self._record(chat, fault.kind if fault else "ok")
+        streams_paced = chat.stream and (fault is None or fault.kind == "stream_error")
+        delay = 0.0 if streams_paced else self.state.latency_ms / 1000
+        delay += fault.seconds if fault and fault.kind == "hang" else 0.0
         await sleep_unless_disconnected(request, delay)
-        if fault is not None and fault.kind != "hang":
+        if fault is not None and fault.kind not in ("hang", "stream_error"):
             return self._with_request_id(fault_error(fault, chat.model).to_response())
-        return self._with_request_id(self._answer(chat))
+        return self._with_request_id(self._answer(chat, entry, fault))
 
     async def _accept(self, request: Request) -> ChatRequest:
         """Auth + body validation; rejected requests are still recorded."""
@@ -92,9 +140,9 @@ class _Handlers:
             self._record_rejected(body, exc.outcome)
             raise
 
-    def _record(self, chat: ChatRequest, outcome: str) -> None:
+    def _record(self, chat: ChatRequest, outcome: str) -> RecordedRequest:
         """Log an accepted request."""
-        self.state.record_request(
+        return self.state.record_request(
             model=chat.model,
             messages=chat.messages,
             stream=chat.stream,
@@ -113,15 +161,17 @@ class _Handlers:
             user_text=last_user_text(fields.get("messages")),
         )
 
-    def _answer(self, chat: ChatRequest) -> Response:
+    def _answer(self, chat: ChatRequest, entry: RecordedRequest, fault: Fault | None) -> Response:
         """Build the successful completion, streamed or not."""
         completion_id = self.state.next_id("chatcmpl")
         created = int(time.time())
         if not chat.stream:
             return JSONResponse(completion_body(chat, completion_id, created))
         frames = sse_frames(stream_chunks(chat, completion_id, created))
+        pacing = StreamPacing(self.state.latency_ms / 1000, self.state.tokens_per_second)
+        error_after = fault.after_tokens if fault is not None and fault.kind == "stream_error" else None
         return StreamingResponse(
-            _iterate(frames),
+            _paced(frames, len(split_for_stream(reply_text(chat))), pacing, entry, error_after),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache"},
         )
@@ -161,13 +211,21 @@ class _Handlers:
             body = await read_json(request)
             fields = body if isinstance(body, dict) else {}
             self.state.set_latency_ms(non_negative(fields, "latency_ms", self.state.latency_ms))
+            self.state.set_tokens_per_second(non_negative(fields, "tokens_per_second", self.state.tokens_per_second))
         except OpenAIError as exc:
             return exc.to_response()
         return await self.get_config(request)
 
     async def get_config(self, request: Request) -> Response:
-        """``GET /_fake/config``: current and default latency."""
-        return JSONResponse({"latency_ms": self.state.latency_ms, "default_latency_ms": self.state.default_latency_ms})
+        """``GET /_fake/config``: current and default latency and streaming pace."""
+        return JSONResponse(
+            {
+                "latency_ms": self.state.latency_ms,
+                "default_latency_ms": self.state.default_latency_ms,
+                "tokens_per_second": self.state.tokens_per_second,
+                "default_tokens_per_second": self.state.default_tokens_per_second,
+            }
+        )
 
     async def list_requests(self, request: Request) -> Response:
         """``GET /_fake/requests[?match=...]``: recorded completion requests in order."""

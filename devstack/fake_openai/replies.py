@@ -91,6 +91,13 @@ def sse_frames(chunks: Sequence[JsonDict]) -> list[str]:
     return frames
 
 
+STREAM_ERROR_FRAME = (
+    'data: {"error":{"message":"The server had an error while processing your request. Sorry about that!",'
+    '"type":"server_error","param":null,"code":null}}\n\n'
+)
+"""What OpenAI sends when a stream breaks off after it started: an error event, then nothing."""
+
+
 def fault_error(fault: Fault, model: str) -> OpenAIError:
     """The error response an injected fault produces (``hang`` never gets here)."""
     if fault.kind == "rate_limit":

@@ -13,6 +13,7 @@ from devstack.fake_openai.errors import OpenAIError
 from devstack.fake_openai.state import (
     DEFAULT_HANG_S,
     DEFAULT_RETRY_AFTER_S,
+    DEFAULT_STREAM_ERROR_AFTER,
     FAULT_KINDS,
     Fault,
     FaultKind,
@@ -170,6 +171,7 @@ def parse_fault(item: object, default_match: str | None) -> Fault:
         match=_optional_str(item, "match", default_match),
         retry_after=non_negative(item, "retry_after", DEFAULT_RETRY_AFTER_S),
         seconds=non_negative(item, "seconds", DEFAULT_HANG_S),
+        after_tokens=int(non_negative(item, "after_tokens", DEFAULT_STREAM_ERROR_AFTER)),
     )
 
 

@@ -432,3 +432,85 @@ def test_serve_in_thread_runs_any_asgi_app_and_stops() -> None:
 
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", running.port), timeout=1.0):
         pass
+
+
+# --------------------------------------------------------------------------- streaming pace
+
+
+LONG_TEXT = " ".join(f"word{index}" for index in range(20))
+
+
+def test_stream_waits_for_the_first_token_then_keeps_its_pace(client: openai.OpenAI, control: httpx.Client) -> None:
+    control.post("/_fake/config", json={"latency_ms": 150, "tokens_per_second": 100}).raise_for_status()
+
+    started = time.monotonic()
+    arrivals: list[float] = []
+    text = ""
+    for chunk in ask(client, LONG_TEXT, stream=True):
+        piece = chunk.choices[0].delta.content if chunk.choices else None
+        if piece:
+            arrivals.append(time.monotonic() - started)
+            text += piece
+
+    pieces = len(arrivals)
+    assert text == f"Echo: {LONG_TEXT}"
+    assert pieces == 21  # "Echo: " and 20 words
+    assert arrivals[0] >= 0.15  # never earlier than the time to first token
+    assert arrivals[-1] - arrivals[0] >= (pieces - 1) / 100 - 0.005  # never faster than the pace
+    entry = recorded(control)[0]
+    assert (entry["tokens_sent"], entry["stream_end"]) == (21, "complete")
+    assert control.get("/_fake/config").json()["tokens_per_second"] == 100
+
+
+def test_a_client_that_closes_the_stream_is_counted_where_it_stopped(
+    client: openai.OpenAI, control: httpx.Client
+) -> None:
+    control.post("/_fake/config", json={"tokens_per_second": 20}).raise_for_status()
+
+    stream = ask(client, LONG_TEXT, stream=True)
+    received = 0
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            received += 1
+            if received == 3:
+                break
+    stream.close()
+    closed_at = time.time()
+
+    entry = wait_for_stream_end(control)
+    assert entry["stream_end"] == "client_closed"
+    assert 3 <= entry["tokens_sent"] < 21
+    assert entry["stream_ended_at"] >= closed_at - 0.2  # ended when the client left, not at the end
+
+
+def test_stream_error_fault_breaks_off_after_some_tokens(client: openai.OpenAI, control: httpx.Client) -> None:
+    add_faults(control, {"kind": "stream_error", "after_tokens": 2})
+
+    pieces: list[str] = []
+    with pytest.raises(openai.APIError) as caught:
+        for chunk in ask(client, LONG_TEXT, stream=True):
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+
+    assert pieces == ["Echo: ", "word0 "]
+    assert "server had an error" in caught.value.message
+    entry = recorded(control)[0]
+    assert (entry["outcome"], entry["tokens_sent"], entry["stream_end"]) == ("stream_error", 2, "error")
+
+
+def test_tokens_per_second_from_env() -> None:
+    state = FakeModelState.from_env({"FAKE_OPENAI_TOKENS_PER_SECOND": "50", "FAKE_OPENAI_LATENCY_MS": "1000"})
+
+    assert (state.latency_ms, state.tokens_per_second) == (1000, 50)
+    with pytest.raises(ValueError, match="FAKE_OPENAI_TOKENS_PER_SECOND"):
+        FakeModelState.from_env({"FAKE_OPENAI_TOKENS_PER_SECOND": "-1"})
+
+
+def wait_for_stream_end(control: httpx.Client, timeout: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        entry = recorded(control)[0]
+        if entry["stream_end"] is not None:
+            return entry
+        time.sleep(0.01)
+    raise AssertionError("the fake never saw the stream end")

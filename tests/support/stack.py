@@ -58,6 +58,11 @@ class FakeModelControl:
     def set_latency(self, milliseconds: float) -> None:
         httpx.post(f"{self.url}/_fake/config", json={"latency_ms": milliseconds}).raise_for_status()
 
+    def set_pace(self, first_token_ms: float, tokens_per_second: float) -> None:
+        """A streamed reply's time to first token and pace after it."""
+        body = {"latency_ms": first_token_ms, "tokens_per_second": tokens_per_second}
+        httpx.post(f"{self.url}/_fake/config", json=body).raise_for_status()
+
     def requests(self, match: str | None = None) -> list[dict[str, object]]:
         params = {"match": match} if match else {}
         return list(httpx.get(f"{self.url}/_fake/requests", params=params).json()["requests"])

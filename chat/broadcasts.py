@@ -1,0 +1,150 @@
+"""Streamed replies to Realtime Broadcast, batched: every reply's new text is held and sent at
+most once per interval (the first piece at once, so the first token is not delayed), and all
+replies due at the same moment go out in one request. Supabase counts every delivered message
+against the project's rate, so one message per token would use it up with a handful of streams.
+
+Event contract (docs: /work/notes/STREAMING-CONTRACT.md, the README): on the private channel
+`chat:<conversation_id>`, `reply_delta` {message_id, reply_id, attempt, offset, delta},
+`reply_done`, `reply_failed` (+ error), `reply_stopped`, each with message_id, reply_id, attempt.
+A reply's events go out in the order they were made: one sender thread, final events after the
+reply's pending text."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from chat.errors import BroadcastFailed
+from chat.logging import get_logger
+from chat.ports import Broadcast, ReplyBroadcaster
+
+logger = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ReplyKey:
+    """Which reply a piece of text belongs to, and to which attempt of its message."""
+
+    conversation_id: str
+    message_id: str
+    reply_id: str
+    attempt: int
+
+    @property
+    def topic(self) -> str:
+        return f"chat:{self.conversation_id}"
+
+    def payload(self, **extra: object) -> dict[str, object]:
+        return {"message_id": self.message_id, "reply_id": self.reply_id, "attempt": self.attempt, **extra}
+
+
+@dataclass
+class _Pending:
+    offset: int = 0
+    text: str = ""
+    last_sent: float | None = None  # None: nothing sent yet, the first text is due at once
+    finals: list[Broadcast] = field(default_factory=list)
+
+
+class ReplyBroadcasts:
+    """One per process. `delta` and `finish` never block on the network: the sender thread does."""
+
+    def __init__(
+        self, broadcaster: ReplyBroadcaster, interval_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.broadcaster = broadcaster
+        self.interval_seconds = interval_seconds
+        self.clock = clock
+        self._pending: dict[ReplyKey, _Pending] = {}
+        self._wake = threading.Condition()
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self.sent_requests = 0
+        self.sent_messages = 0
+
+    def start(self) -> None:
+        with self._wake:
+            if self._running:
+                return
+            self._running = True
+        self._thread = threading.Thread(target=self._run, name="reply-broadcasts", daemon=True)
+        self._thread.start()
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Send what is pending, then stop."""
+        with self._wake:
+            self._running = False
+            self._wake.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def delta(self, key: ReplyKey, offset: int, text: str) -> None:
+        """`text` was appended at character `offset` of the reply."""
+        with self._wake:
+            pending = self._pending.get(key)
+            if pending is None:
+                pending = self._pending[key] = _Pending(offset=offset)
+            if not pending.text:
+                pending.offset = offset
+            pending.text += text
+            self._wake.notify()
+
+    def finish(self, key: ReplyKey, event: str, **extra: object) -> None:
+        """The reply ended (`reply_done`, `reply_failed`, `reply_stopped`): its pending text goes
+        first, then the event, both at once."""
+        with self._wake:
+            pending = self._pending.setdefault(key, _Pending())
+            pending.finals.append(Broadcast(key.topic, event, key.payload(**extra)))
+            pending.last_sent = None
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                batch = self._due_batch()
+                while not batch and self._running:
+                    self._wake.wait(self._seconds_to_next_due())
+                    batch = self._due_batch()
+                if not batch and not self._running:
+                    return
+            self._send(batch)
+
+    def _due_batch(self) -> list[Broadcast]:
+        now = self.clock()
+        batch: list[Broadcast] = []
+        for key in list(self._pending):
+            pending = self._pending[key]
+            due = pending.last_sent is None or now - pending.last_sent >= self.interval_seconds or not self._running
+            if not due or (not pending.text and not pending.finals):
+                continue
+            if pending.text:
+                batch.append(Broadcast(key.topic, "reply_delta", key.payload(offset=pending.offset, delta=pending.text)))
+                pending.offset += len(pending.text)
+                pending.text = ""
+                pending.last_sent = now
+            if pending.finals:
+                batch.extend(pending.finals)
+                del self._pending[key]
+        return batch
+
+    def _seconds_to_next_due(self) -> float | None:
+        waits = [
+            pending.last_sent + self.interval_seconds - self.clock()
+            for pending in self._pending.values()
+            if pending.text and pending.last_sent is not None
+        ]
+        return max(0.0, min(waits)) if waits else None
+
+    def _send(self, batch: list[Broadcast]) -> None:
+        try:
+            self.broadcaster.send(batch)
+        except BroadcastFailed as error:
+            logger.warning("broadcast lost; clients re-read the row", reason=str(error), messages=len(batch))
+            return
+        except Exception:
+            logger.exception("broadcast failed unexpectedly", messages=len(batch))
+            return
+        self.sent_requests += 1
+        self.sent_messages += len(batch)
