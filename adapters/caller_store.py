@@ -15,12 +15,13 @@ from postgrest.types import ReturnMethod
 
 from adapters.postgrest_errors import store_error
 from chat.caller import Caller
-from chat.errors import ChatError, ConversationNotFound, InvalidCredentials
+from chat.errors import ChatError, ConversationNotFound, InvalidCredentials, MessageNotFound
 from chat.outcome import MessageOutcome
 from chat.ports import CallerStoreFactory
 
 # Creating a conversation names no parent but the caller: a missing one is a user deleted since sign-in.
 USER_GONE: Mapping[str, type[ChatError]] = {"23503": InvalidCredentials}
+STOP_MEANING: Mapping[str, type[ChatError]] = {"P0002": MessageNotFound}  # missing, or not the caller's
 
 
 def caller_store_factory(supabase_url: str, anon_key: str, http: httpx.Client) -> CallerStoreFactory:
@@ -62,6 +63,10 @@ class PostgrestCallerStore:
     def message_outcome(self, message_id: str) -> MessageOutcome | None:
         result = self._rpc("message_outcome", {"message_id": message_id})
         return MessageOutcome(**result) if result else None
+
+    def stop_reply(self, message_id: str) -> str:
+        result = self._run(self.client.rpc("stop_reply", {"message_id": message_id}), "stop_reply", STOP_MEANING)
+        return str(result["status"])
 
     def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]:
         page = self._rpc(

@@ -12,7 +12,8 @@ from supabase import Client, ClientOptions, create_client
 
 from adapters.postgrest_errors import store_error
 from chat.errors import ChatError, ClaimSuperseded, StoreUnavailable
-from chat.ports import ClaimedMessage, ModelReply, StoredReply
+from chat.outcome import MessageOutcome
+from chat.ports import ClaimedMessage, ModelReply, StoredReply, StreamingReply
 
 STORE_TIMEOUT_SECONDS = 10.0
 
@@ -88,6 +89,43 @@ class SupabaseMessageStore:
         if row.get("reply_id") is None:
             raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
         return StoredReply(reply_id=row["reply_id"], content=row["content"], conversation_id=row["conversation_id"])
+
+    def begin_reply(self, claim: ClaimedMessage, content: str) -> StreamingReply:
+        row = self._rpc("begin_reply", {"message_id": claim.message_id, "claim_token": claim.claim_token, "content": content})
+        if not row:
+            raise ClaimSuperseded("the message is no longer under this claim")
+        return StreamingReply(reply_id=row["reply_id"], attempt=row["attempt"])
+
+    def checkpoint_reply(self, claim: ClaimedMessage, content: str) -> bool:
+        params = {"message_id": claim.message_id, "claim_token": claim.claim_token, "content": content}
+        return bool(self._rpc("checkpoint_reply", params))
+
+    def finish_reply(
+        self, claim: ClaimedMessage, content: str, status: str, error: str | None, reply: ModelReply | None
+    ) -> MessageOutcome | None:
+        row = self._rpc(
+            "finish_reply",
+            {
+                "message_id": claim.message_id,
+                "claim_token": claim.claim_token,
+                "content": content,
+                "status": status,
+                "error": error,
+                "model": reply.model if reply else None,
+                "prompt_tokens": reply.prompt_tokens if reply else None,
+                "completion_tokens": reply.completion_tokens if reply else None,
+            },
+        )
+        if not row:
+            return None
+        if row.get("superseded") or (status == "done" and row.get("reply_id") is None):
+            raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
+        return MessageOutcome(
+            claim.message_id, row["conversation_id"], row["status"], error, row.get("reply_id"), row.get("content")
+        )
+
+    def stop_requested_messages(self, message_ids: list[str]) -> list[str]:
+        return [str(message_id) for message_id in self._rpc("stop_requested_messages", {"message_ids": message_ids}) or []]
 
     def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
         """Mark the message failed under this claim. False: the claim is stale, nothing changed."""

@@ -37,6 +37,17 @@ def send_message(conversation_id: str) -> ResponseReturnValue:
     )
 
 
+@chat_api.post("/chat/<conversation_id>/messages/<message_id>/stop")
+@authenticated
+def stop_reply(conversation_id: str, message_id: str) -> ResponseReturnValue:
+    """Stop the caller's reply wherever it is generated; the partial reply is kept (status
+    stopped). A settled message is left as it is and its status returned."""
+    conversation_id = conversation_id_from_path(conversation_id)
+    message_id = conversation_id_from_path(message_id)
+    status = chat_service().stop_reply(current_caller(), message_id)
+    return jsonify(message_id=message_id, conversation_id=conversation_id, status=status)
+
+
 @chat_api.get("/chat/<conversation_id>/history")
 @authenticated
 def history(conversation_id: str) -> ResponseReturnValue:

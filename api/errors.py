@@ -11,6 +11,7 @@ from chat.errors import (
     CursorNotFound,
     InvalidCredentials,
     InvalidRequest,
+    MessageNotFound,
     RateLimited,
     ReplyFailed,
     ReplyTimeout,
@@ -37,6 +38,10 @@ def register_api_errors(blueprint: Blueprint) -> None:
     @blueprint.errorhandler(ConversationNotFound)
     def not_found(error: ConversationNotFound) -> Response:
         return error_response(404, "not_found", "No such conversation.")
+
+    @blueprint.errorhandler(MessageNotFound)
+    def message_not_found(error: MessageNotFound) -> Response:
+        return error_response(404, "not_found", "No such message.")
 
     @blueprint.errorhandler(CursorNotFound)
     def cursor_not_found(error: CursorNotFound) -> Response:

@@ -29,7 +29,7 @@ class ReplyKey:
 
     conversation_id: str
     message_id: str
-    reply_id: str
+    reply_id: str | None  # None only for a reply stopped before its first piece
     attempt: int
 
     @property

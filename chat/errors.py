@@ -43,6 +43,10 @@ class ConversationNotFound(ChatError):
     """No such conversation, or not the caller's: the two are deliberately indistinguishable."""
 
 
+class MessageNotFound(ChatError):
+    """No such message, or not the caller's (indistinguishable, as for conversations)."""
+
+
 class InvalidCredentials(ChatError):
     """Supabase refused the caller's token although we accepted it (revoked, clock skew)."""
 

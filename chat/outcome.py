@@ -16,4 +16,4 @@ class MessageOutcome:
 
     @property
     def settled(self) -> bool:
-        return self.status in ("done", "failed")
+        return self.status in ("done", "failed", "stopped")

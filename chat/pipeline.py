@@ -21,6 +21,7 @@ from chat.errors import ClaimSuperseded, ModelError, StoreUnavailable
 from chat.logging import get_logger
 from chat.outcome import MessageOutcome
 from chat.ports import ChatModel, ClaimedMessage, MessageStore
+from chat.streaming import ReplyStreaming
 
 logger = get_logger(__name__)
 INTERNAL_ERROR_MESSAGE = "Something went wrong while answering this message. Please send it again."
@@ -31,6 +32,7 @@ class AnswerResult(enum.Enum):
 
     ANSWERED = "answered"
     FAILED = "failed"
+    STOPPED = "stopped"  # its owner stopped it; the partial reply is kept
     NOT_CLAIMED = "not_claimed"  # someone else has it, or it is already settled
     DEFERRED = "deferred"  # the store was unreachable; the lease will expire and the sweep retries
 
@@ -47,6 +49,7 @@ class ReplyPipeline:
         context_token_budget: int,
         context_max_messages: int,
         on_settled: Callable[[str, MessageOutcome | None], None] | None = None,
+        streaming: ReplyStreaming | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -56,6 +59,7 @@ class ReplyPipeline:
         self.context_token_budget = context_token_budget
         self.context_max_messages = context_max_messages
         self.on_settled = on_settled
+        self.streaming = streaming  # None: ask for whole answers (the in-memory unit tests' model)
         self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
         self._claims_lock = threading.Lock()
 
@@ -105,6 +109,8 @@ class ReplyPipeline:
             return self._fail(claim, INTERNAL_ERROR_MESSAGE)
 
     def _generate_and_store(self, claim: ClaimedMessage) -> AnswerResult:
+        if self.streaming is not None:
+            return self._stream_and_store(claim, self.streaming)
         model_name = claim.model or self.default_model
         started = time.perf_counter()
         reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
@@ -128,6 +134,22 @@ class ReplyPipeline:
             MessageOutcome(claim.message_id, stored.conversation_id, "done", None, stored.reply_id, stored.content),
         )
         return AnswerResult.ANSWERED
+
+    def _stream_and_store(self, claim: ClaimedMessage, streaming: ReplyStreaming) -> AnswerResult:
+        started = time.perf_counter()
+        outcome = streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), claim.model or self.default_model)
+        if outcome is None:
+            logger.info("message vanished before its reply was written (conversation deleted)")
+            self._settled(claim.message_id, None)
+            return AnswerResult.NOT_CLAIMED
+        logger.info(
+            "message answered" if outcome.status == "done" else f"message {outcome.status}",
+            reply_id=outcome.reply_id,
+            context_messages=len(claim.context),
+            streamed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        self._settled(claim.message_id, outcome)
+        return {"done": AnswerResult.ANSWERED, "stopped": AnswerResult.STOPPED}.get(outcome.status, AnswerResult.FAILED)
 
     def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
         try:

@@ -76,6 +76,35 @@ class MessageStore(Protocol):
         """Raise StoreUnavailable unless Supabase, its database and our schema all answer."""
 
 
+@dataclass(frozen=True)
+class StreamingReply:
+    """The assistant row of a reply being streamed, as begin_reply made or reset it."""
+
+    reply_id: str
+    attempt: int
+
+
+class StreamingMessageStore(MessageStore, Protocol):
+    """The streaming pipeline's SQL functions, each under the worker's claim like the rest."""
+
+    def begin_reply(self, claim: ClaimedMessage, content: str) -> StreamingReply:
+        """Create the reply row (status streaming) at the first piece of text, or reset the one
+        an earlier attempt left. Raises ClaimSuperseded when the claim is stale."""
+
+    def checkpoint_reply(self, claim: ClaimedMessage, content: str) -> bool:
+        """Store the text so far; False when the claim is stale (stop generating)."""
+
+    def finish_reply(
+        self, claim: ClaimedMessage, content: str, status: str, error: str | None, reply: ModelReply | None
+    ) -> MessageOutcome | None:
+        """End the streamed reply as done, stopped or failed, with the user message, in one
+        transaction; the outcome as stored (for done: the first reply, if two were written). None
+        if the message is gone; raises ClaimSuperseded when the claim is stale."""
+
+    def stop_requested_messages(self, message_ids: list[str]) -> list[str]:
+        """Which of these messages their owners asked to stop (one query for all)."""
+
+
 class CallerStore(Protocol):
     """The database as one signed-in caller sees it: every call runs under row-level security."""
 
@@ -89,6 +118,10 @@ class CallerStore(Protocol):
         """(message_id, conversation_id) of the caller's message with this client_message_id."""
 
     def message_outcome(self, message_id: str) -> MessageOutcome | None: ...
+
+    def stop_reply(self, message_id: str) -> str:
+        """Ask to stop the caller's own reply (`stop_reply` under RLS); the message's status.
+        Raises MessageNotFound for a message that is missing or someone else's."""
 
     def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]: ...
 

@@ -18,6 +18,7 @@ from chat.pipeline import ReplyPipeline
 from chat.ports import CallerStore, CallerStoreFactory, MessageStore
 from chat.redrive import RedriveSweep
 from chat.siblings import SiblingNotifier
+from chat.streaming import ReplyStreaming
 from chat.waiter import ReplyWaiter
 from chat.workers import ReplyWorkers
 
@@ -43,6 +44,7 @@ class ChatService:
     waiter: ReplyWaiter
     direct_chat: DirectChat
     siblings: SiblingNotifier
+    streaming: ReplyStreaming | None = None
 
     def accept_delivery(self, message_id: str) -> Delivery:
         """Hand a user message to the reply workers, or say why not (the door answers 503)."""
@@ -60,6 +62,15 @@ class ChatService:
         """Insert the message as the caller and wait for the pipeline's reply (see DirectChat)."""
         return self.direct_chat.send(self.caller_store(caller), conversation_id, content, client_message_id)
 
+    def stop_reply(self, caller: Caller, message_id: str) -> str:
+        """Stop the caller's reply: asked in the database as the caller (RLS: only the owner), so
+        every instance's stop poller sees it, and at once here if this process streams it.
+        Returns the message's status (a settled message is left as it is)."""
+        status = self.caller_store(caller).stop_reply(message_id)
+        if self.streaming is not None:
+            self.streaming.stops.request_stop(message_id)
+        return status
+
     def check_ready(self) -> None:
         """Raise StoreUnavailable unless Supabase answers with our schema in place."""
         self.store.ping()
@@ -68,6 +79,8 @@ class ChatService:
         """Start the background work; gunicorn calls this once per worker process, after the fork."""
         self.sweep.start()
         self.siblings.start()
+        if self.streaming is not None:
+            self.streaming.broadcasts.start()
 
     def begin_shutdown(self) -> None:
         """SIGTERM: take no new webhooks (they get 503 and are re-driven elsewhere), stop sweeping."""

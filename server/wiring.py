@@ -6,17 +6,31 @@ in-memory fakes."""
 
 from __future__ import annotations
 
+from typing import cast
+
+from adapters.broadcaster import RealtimeBroadcaster
 from adapters.caller_store import caller_store_factory
 from adapters.message_store import SupabaseMessageStore, service_client, shared_http_client
 from adapters.model import OpenAIChatModel, openai_client
+from chat.broadcasts import ReplyBroadcasts
 from chat.direct_chat import DirectChat
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
-from chat.ports import CallerStoreFactory, ChatModel, MessageStore
+from chat.ports import (
+    CallerStoreFactory,
+    ChatModel,
+    MessageStore,
+    ReplyBroadcaster,
+    StreamingChatModel,
+    StreamingMessageStore,
+)
 from chat.redrive import RedriveSweep
+from chat.reply_feed import ReplyFeed
 from chat.service import ChatService
 from chat.settings import Settings
 from chat.siblings import SiblingNotifier
+from chat.stops import StopSignals
+from chat.streaming import ReplyStreaming
 from chat.waiter import ReplyWaiter
 from chat.workers import ReplyWorkers
 
@@ -37,14 +51,21 @@ def build_chat_service(settings: Settings) -> ChatService:
         reply_max_tokens=settings.reply_max_tokens,
     )
     callers = caller_store_factory(settings.supabase_url, settings.supabase_anon_key.get_secret_value(), http)
-    return assemble_chat_service(settings, store, callers, model)
+    broadcaster = RealtimeBroadcaster(settings.supabase_url, settings.supabase_service_role_key.get_secret_value(), http)
+    return assemble_chat_service(settings, store, callers, model, broadcaster)
 
 
 def assemble_chat_service(
-    settings: Settings, store: MessageStore, open_caller_store: CallerStoreFactory, model: ChatModel
+    settings: Settings,
+    store: MessageStore,
+    open_caller_store: CallerStoreFactory,
+    model: ChatModel,
+    broadcaster: ReplyBroadcaster | None = None,
 ) -> ChatService:
-    """The domain around its ports: pipeline, workers, sweep, waiter, direct chat, siblings."""
+    """The domain around its ports: pipeline, workers, sweep, waiter, direct chat, siblings.
+    With a broadcaster (and a store and model that stream), replies are streamed."""
     waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
+    streaming = _streaming(settings, store, model, broadcaster)
     siblings = SiblingNotifier(on_settled=waiter.notify)
 
     def settled(message_id: str, outcome: MessageOutcome | None) -> None:
@@ -60,6 +81,7 @@ def assemble_chat_service(
         context_token_budget=settings.context_token_budget,
         context_max_messages=settings.context_max_messages,
         on_settled=settled,
+        streaming=streaming,
     )
     workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
     return ChatService(
@@ -78,4 +100,21 @@ def assemble_chat_service(
             rate_limit_window_seconds=settings.rate_limit_window_seconds,
         ),
         siblings=siblings,
+        streaming=streaming,
+    )
+
+
+def _streaming(
+    settings: Settings, store: MessageStore, model: ChatModel, broadcaster: ReplyBroadcaster | None
+) -> ReplyStreaming | None:
+    if broadcaster is None or not hasattr(store, "begin_reply") or not hasattr(model, "stream"):
+        return None
+    streaming_store = cast(StreamingMessageStore, store)
+    return ReplyStreaming(
+        store=streaming_store,
+        model=cast(StreamingChatModel, model),
+        broadcasts=ReplyBroadcasts(broadcaster, settings.stream_broadcast_interval_ms / 1000),
+        stops=StopSignals(streaming_store, settings.stream_stop_poll_seconds),
+        feed=ReplyFeed(),
+        checkpoint_seconds=settings.stream_checkpoint_seconds,
     )

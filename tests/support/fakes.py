@@ -21,6 +21,7 @@ from chat.errors import (
     ConversationNotFound,
     CursorNotFound,
     DuplicateClientMessage,
+    MessageNotFound,
     ModelError,
 )
 from chat.outcome import MessageOutcome
@@ -270,6 +271,17 @@ class InMemoryCallerStore(Faults):
         with self.db.lock:
             row = self.db.messages.get(message_id)
             return self.db.outcome(message_id) if row and row.user_id == self.caller.user_id else None
+
+    def stop_reply(self, message_id: str) -> str:
+        """As the SQL: a pending message is stopped at once, a settled one left as it is."""
+        self.check("stop_reply")
+        with self.db.lock:
+            row = self.db.messages.get(message_id)
+            if row is None or row.user_id != self.caller.user_id:
+                raise MessageNotFound(message_id)
+            if row.status == "pending":
+                row.status = "stopped"
+            return row.status
 
     def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]:
         self.check("conversation_history")

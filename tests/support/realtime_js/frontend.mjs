@@ -56,6 +56,9 @@ for await (const line of commands) {
     if (command.cmd === 'insert') {
       const { data, error } = await supabase.from(command.table).insert(command.row).select().single()
       emit({ type: 'inserted', data, error: error ? error.message : null })
+    } else if (command.cmd === 'rpc') {
+      const { data, error } = await supabase.rpc(command.fn, command.args)
+      emit({ type: 'rpc', fn: command.fn, data, error: error ? error.message : null })
     } else if (command.cmd === 'send') {
       const result = await channels[command.channel].send({ type: 'broadcast', event: command.event, payload: command.payload })
       emit({ type: 'sent', channel: command.channel, result })
