@@ -202,3 +202,26 @@ grant execute on function
   public.stop_requested_messages(uuid[])
   to service_role;
 grant execute on function public.stop_reply(uuid) to authenticated, service_role;
+
+-- A user message that ends failed or stopped by any path (the claim giving up after
+-- MAX_ATTEMPTS, fail_message, stop_reply) ends its streamed reply the same way: a reply left
+-- `streaming` by a worker that died would otherwise say "still coming" forever. Its partial text
+-- is kept; the error is the message's.
+create function private.settle_streaming_reply() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  update public.messages r
+     set status = new.status, error = coalesce(r.error, new.error)
+   where r.reply_to = new.id and r.status = 'streaming';
+  return null;
+end
+$$;
+revoke execute on function private.settle_streaming_reply() from public, anon, authenticated;
+
+create trigger messages_settle_streaming_reply
+  after update of status on public.messages
+  for each row
+  when (new.role = 'user' and new.status in ('failed', 'stopped') and old.status is distinct from new.status)
+  execute function private.settle_streaming_reply();

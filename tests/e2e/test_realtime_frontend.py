@@ -41,8 +41,11 @@ def test_frontend_sees_its_message_and_the_reply_with_no_polling(
     browser.expect(lambda e: js_change(e, "INSERT", id=message_id, status="pending", content="Hi!"), "the user row")
     browser.expect(lambda e: js_change(e, "UPDATE", id=message_id, status="done"), "its status: done")
     reply = browser.expect(lambda e: js_change(e, "INSERT", reply_to=message_id), "the reply row")
-    assert reply["payload"]["new"]["content"] == "Echo: Hi!"
     assert reply["payload"]["new"]["role"] == "assistant"
+    assert reply["payload"]["new"]["status"] == "streaming"  # it exists from the first token on
+    assert "Echo: Hi!".startswith(reply["payload"]["new"]["content"])
+    finished = browser.expect(lambda e: js_change(e, "UPDATE", reply_to=message_id, status="done"), "the reply, whole")
+    assert finished["payload"]["new"]["content"] == "Echo: Hi!"
 
 
 def test_subscriber_sees_its_message_its_status_and_the_reply(
@@ -69,4 +72,8 @@ def test_subscriber_sees_its_message_its_status_and_the_reply(
     reply = client.expect(lambda e: (c := python_change(e, "INSERT")) is not None and c["record"]["reply_to"] == message_id,
                           "the assistant reply row")
     assert reply["payload"]["data"]["record"]["role"] == "assistant"
-    assert reply["payload"]["data"]["record"]["content"] == "Echo: hello realtime"
+    assert reply["payload"]["data"]["record"]["status"] == "streaming"
+    finished = client.expect(lambda e: (c := python_change(e, "UPDATE")) is not None
+                             and c["record"].get("reply_to") == message_id and c["record"]["status"] == "done",
+                             "the reply, whole")
+    assert finished["payload"]["data"]["record"]["content"] == "Echo: hello realtime"

@@ -143,7 +143,7 @@ def test_stop_from_a_frontend_closes_the_models_stream_within_a_second(
     assert answer["error"] is None and answer["data"]["stop_requested"] is True
     request = stop_counted_at_the_fake(fake_model, text, stopped_at)
     stopped = browser.expect(lambda e: broadcast_of(e, "reply_stopped", message_id), "reply_stopped")
-    content, status, attempt, _, reply_id = wait_until(lambda: (r := reply_row(db, message_id)) and r[1] == "stopped" and r)
+    content, _, attempt, _, reply_id = wait_until(lambda: (r := reply_row(db, message_id)) and r[1] == "stopped" and r)
     assert stopped["payload"]["payload"] == {"message_id": message_id, "reply_id": reply_id, "attempt": attempt}
     assert f"Echo: {text}".startswith(content) and 0 < len(content) < len(f"Echo: {text}")
     assert request["tokens_sent"] < 101

@@ -54,8 +54,9 @@ def pending_message(db: psycopg.Connection, content: str = "hello", system_promp
 
 
 def replies_to(db: psycopg.Connection, message_id: str) -> list[tuple[str, str]]:
+    """The message's final reply (a reply still streaming is not one yet)."""
     return db.execute(
-        "select id::text, content from public.messages where reply_to = %s", (message_id,)
+        "select id::text, content from public.messages where reply_to = %s and status <> 'streaming'", (message_id,)
     ).fetchall()
 
 

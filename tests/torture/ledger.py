@@ -2,8 +2,9 @@
 every user message is settled, then count, from the database, what each one ended as.
 
 A user message is
-- answered: status `done` and exactly one assistant row with `reply_to` = its id;
-- failed: status `failed` with a non-empty `error` its author can read, and no reply;
+- answered: status `done` and exactly one assistant row with `reply_to` = its id, itself `done`;
+- failed: status `failed` with a non-empty `error` its author can read, and no reply, or only a
+  partial streamed one marked `failed` too (never one left `streaming`);
 - doubled: more than one assistant row replying to it;
 - lost: anything else (still pending or processing at the deadline, done without a reply, failed
   without an error or with a reply, or a message the test saw committed that is not there).
@@ -113,7 +114,7 @@ def account(database_url: str, scenario: str, expected: Collection[str] = ()) ->
     """Count what every user message ended as, right now."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
         rows = conn.execute(
-            "select u.id::text, u.status, u.error, u.attempts, count(r.id)"
+            "select u.id::text, u.status, u.error, u.attempts, count(r.id), min(r.status)"
             "  from public.messages u left join public.messages r on r.reply_to = u.id and r.role = 'assistant'"
             " where u.role = 'user' group by u.id"
         ).fetchall()
@@ -122,18 +123,20 @@ def account(database_url: str, scenario: str, expected: Collection[str] = ()) ->
         ).fetchone()
     ledger = Ledger(scenario, messages=len(rows), orphan_replies=int(orphans[0]) if orphans else 0)
     seen = set()
-    for message_id, status, error, attempts, replies in rows:
+    for message_id, status, error, attempts, replies, reply_status in rows:
         seen.add(message_id)
         ledger.attempts[message_id] = int(attempts)
         if replies > 1:
             ledger.doubled[message_id] = int(replies)
-        elif status == "done" and replies == 1:
+        elif status == "done" and replies == 1 and reply_status == "done":
             ledger.answered += 1
-        elif status == "failed" and replies == 0 and (error or "").strip():
+        elif status == "failed" and (replies == 0 or reply_status == "failed") and (error or "").strip():
             ledger.failed += 1
             ledger.errors[error] = ledger.errors.get(error, 0) + 1
         else:
-            ledger.lost[message_id] = f"status={status} replies={replies} error={error!r} attempts={attempts}"
+            ledger.lost[message_id] = (
+                f"status={status} replies={replies} reply_status={reply_status} error={error!r} attempts={attempts}"
+            )
     for message_id in set(expected) - seen:
         ledger.lost[message_id] = "committed, but not in the database"
     ledger.messages += len(set(expected) - seen)
