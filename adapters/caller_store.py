@@ -17,7 +17,7 @@ from adapters.postgrest_errors import store_error
 from chat.caller import Caller
 from chat.errors import ChatError, ConversationNotFound, InvalidCredentials, MessageNotFound
 from chat.outcome import MessageOutcome
-from chat.ports import CallerStoreFactory
+from chat.ports import CallerStoreFactory, ReplyProgress
 
 # Creating a conversation names no parent but the caller: a missing one is a user deleted since sign-in.
 USER_GONE: Mapping[str, type[ChatError]] = {"23503": InvalidCredentials}
@@ -63,6 +63,12 @@ class PostgrestCallerStore:
     def message_outcome(self, message_id: str) -> MessageOutcome | None:
         result = self._rpc("message_outcome", {"message_id": message_id})
         return MessageOutcome(**result) if result else None
+
+    def reply_progress(self, message_id: str) -> ReplyProgress | None:
+        row = self._rpc("reply_progress", {"message_id": message_id})
+        if not row:
+            return None
+        return ReplyProgress(row["status"], row.get("reply_id"), row.get("content"), row.get("attempt"), row.get("error"))
 
     def stop_reply(self, message_id: str) -> str:
         result = self._run(self.client.rpc("stop_reply", {"message_id": message_id}), "stop_reply", STOP_MEANING)

@@ -8,6 +8,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
 from api.errors import register_api_errors
+from api.event_stream import event_stream_response, wants_event_stream
 from api.requests import authenticated, conversation_id_from_path, current_caller, json_body, query
 from api.schemas import ChatMessageIn, PageQuery
 from doors.service import chat_service
@@ -23,18 +24,21 @@ def send_message(conversation_id: str) -> ResponseReturnValue:
     body = json_body(ChatMessageIn)
     if body.user_id is not None and body.user_id != current_caller().user_id:
         raise Forbidden("user_id must be your own; it is taken from your access token.")
+    if wants_event_stream():
+        events = chat_service().stream_message(
+            current_caller(),
+            conversation_id,
+            body.message,
+            str(body.client_message_id) if body.client_message_id else None,
+        )
+        return event_stream_response(events)
     reply = chat_service().send_message(
         current_caller(),
         conversation_id,
         body.message,
         str(body.client_message_id) if body.client_message_id else None,
     )
-    return jsonify(
-        response=reply.response,
-        conversation_id=reply.conversation_id,
-        message_id=reply.message_id,
-        reply_id=reply.reply_id,
-    )
+    return jsonify(reply.as_json())
 
 
 @chat_api.post("/chat/<conversation_id>/messages/<message_id>/stop")

@@ -32,7 +32,8 @@ MESSAGE = {
         "id": UUID,
         "role": {"enum": ["user", "assistant"]},
         "content": {"type": "string"},
-        "status": {"enum": ["pending", "processing", "done", "failed"]},
+        "status": {"enum": ["pending", "processing", "streaming", "done", "failed", "stopped"]},
+        "attempt": {"type": ["integer", "null"]},
         "error": {"type": ["string", "null"]},
         "reply_to": {"type": ["string", "null"], "format": "uuid"},
         "created_at": {"type": "string"},
@@ -53,9 +54,20 @@ CONVERSATION = {
 }
 CHAT_REPLY = {
     "type": "object",
-    "required": ["response", "conversation_id", "message_id", "reply_id"],
-    "properties": {"response": {"type": "string"}, "conversation_id": UUID, "message_id": UUID, "reply_id": UUID},
+    "required": ["response", "conversation_id", "message_id", "reply_id", "status"],
+    "properties": {
+        "response": {"type": "string"},
+        "conversation_id": UUID,
+        "message_id": UUID,
+        "reply_id": {"type": ["string", "null"], "format": "uuid"},
+        "status": {"enum": ["done", "stopped"], "description": "stopped: the partial reply kept when its owner stopped it"},
+    },
 }
+SSE_DESCRIPTION = (
+    "With 'Accept: text/event-stream': events 'delta' {offset, delta, attempt} as the reply is generated (a higher "
+    "attempt restarts the text), then 'done' (the ChatReply) or 'error' ({error: {code, message}, message_id}); a "
+    "': heartbeat' comment every ~15 s."
+)
 PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
     {"name": "before", "in": "query", "schema": UUID, "description": "next_before of the previous page"},
@@ -111,8 +123,32 @@ def document() -> dict[str, Any]:
                     "parameters": [CONVERSATION_ID],
                     "requestBody": _body(ChatMessageIn),
                     "responses": {
-                        "200": _json({"$ref": "#/components/schemas/ChatReply"}, "The reply"),
+                        "200": {
+                            "description": "The reply (JSON), or its stream. " + SSE_DESCRIPTION,
+                            "content": {
+                                "application/json": {"schema": {"$ref": "#/components/schemas/ChatReply"}},
+                                "text/event-stream": {"schema": {"type": "string"}},
+                            },
+                        },
                         **_errors(*authenticated_errors, 403, 404, 409, 429, 502, 504),
+                    },
+                }
+            },
+            "/api/chat/{conversation_id}/messages/{message_id}/stop": {
+                "post": {
+                    "operationId": "stopReply",
+                    "summary": "Stop your reply wherever it is generated; the partial reply is kept",
+                    "parameters": [CONVERSATION_ID, {"name": "message_id", "in": "path", "required": True, "schema": UUID}],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["message_id", "conversation_id", "status"],
+                                "properties": {"message_id": UUID, "conversation_id": UUID, "status": {"type": "string"}},
+                            },
+                            "The message's status: stopped, or processing while its worker stops it",
+                        ),
+                        **_errors(401, 404, 503),
                     },
                 }
             },

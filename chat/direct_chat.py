@@ -23,8 +23,19 @@ from chat.waiter import ReplyWaiter
 class ChatReply:
     conversation_id: str
     message_id: str
-    reply_id: str
+    reply_id: str | None  # None only for a reply stopped before its first token
     response: str
+    status: str = "done"  # or "stopped": the partial reply kept
+
+    def as_json(self) -> dict[str, object]:
+        """The JSON answer of POST /api/chat, and the SSE `done` event's data."""
+        return {
+            "response": self.response,
+            "conversation_id": self.conversation_id,
+            "message_id": self.message_id,
+            "reply_id": self.reply_id,
+            "status": self.status,
+        }
 
 
 class DirectChat:
@@ -39,19 +50,19 @@ class DirectChat:
     def send(
         self, store: CallerStore, conversation_id: str, content: str, client_message_id: str | None
     ) -> ChatReply:
-        self._check_quota(store)
+        self.check_quota(store)
         message_id = str(uuid.uuid4())
         with self.waiter.expect(message_id) as expectation:
             try:
                 store.insert_message(message_id, conversation_id, content, client_message_id)
             except DuplicateClientMessage:
                 assert client_message_id is not None
-                return self._retried(store, conversation_id, client_message_id)
+                return self.retried(store, conversation_id, client_message_id)
             expectation.wait(self.reply_timeout_seconds)
             outcome = expectation.outcome or store.message_outcome(message_id)
-        return self._reply_from(message_id, outcome)
+        return self.reply_from(message_id, outcome)
 
-    def _retried(self, store: CallerStore, conversation_id: str, client_message_id: str) -> ChatReply:
+    def retried(self, store: CallerStore, conversation_id: str, client_message_id: str) -> ChatReply:
         """A retry of a request that already inserted its message: answer with that message's reply."""
         existing = store.find_client_message(client_message_id)
         if existing is None or existing[1] != conversation_id:
@@ -64,9 +75,9 @@ class DirectChat:
                 if outcome is None or not outcome.settled:
                     expectation.wait(self.reply_timeout_seconds)
                     outcome = expectation.outcome or store.message_outcome(message_id)
-        return self._reply_from(message_id, outcome)
+        return self.reply_from(message_id, outcome)
 
-    def _check_quota(self, store: CallerStore) -> None:
+    def check_quota(self, store: CallerStore) -> None:
         if self.rate_limit_requests <= 0:
             return
         allowed, retry_after = store.consume_chat_quota(self.rate_limit_requests, self.rate_limit_window_seconds)
@@ -74,9 +85,12 @@ class DirectChat:
             raise RateLimited(retry_after)
 
     @staticmethod
-    def _reply_from(message_id: str, outcome: MessageOutcome | None) -> ChatReply:
+    def reply_from(message_id: str, outcome: MessageOutcome | None) -> ChatReply:
+        """The settled outcome as the caller gets it; raises ReplyTimeout / ReplyFailed."""
         if outcome is None or not outcome.settled:
             raise ReplyTimeout(message_id)
+        if outcome.status == "stopped":
+            return ChatReply(outcome.conversation_id, message_id, outcome.reply_id, outcome.reply or "", "stopped")
         if outcome.status == "failed" or outcome.reply_id is None or outcome.reply is None:
             raise ReplyFailed(message_id, outcome.error or "The message could not be answered.")
         return ChatReply(outcome.conversation_id, message_id, outcome.reply_id, outcome.reply)

@@ -105,6 +105,17 @@ class StreamingMessageStore(MessageStore, Protocol):
         """Which of these messages their owners asked to stop (one query for all)."""
 
 
+@dataclass(frozen=True)
+class ReplyProgress:
+    """A user message's status and its reply row as last checkpointed (reply_progress)."""
+
+    status: str
+    reply_id: str | None
+    content: str | None
+    attempt: int | None
+    error: str | None
+
+
 class CallerStore(Protocol):
     """The database as one signed-in caller sees it: every call runs under row-level security."""
 
@@ -118,6 +129,9 @@ class CallerStore(Protocol):
         """(message_id, conversation_id) of the caller's message with this client_message_id."""
 
     def message_outcome(self, message_id: str) -> MessageOutcome | None: ...
+
+    def reply_progress(self, message_id: str) -> ReplyProgress | None:
+        """How far the caller's message's reply has got; None if it is not the caller's."""
 
     def stop_reply(self, message_id: str) -> str:
         """Ask to stop the caller's own reply (`stop_reply` under RLS); the message's status.

@@ -8,10 +8,12 @@ fakes (tests/support/fakes.py)."""
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from chat.caller import Caller
 from chat.direct_chat import ChatReply, DirectChat
+from chat.direct_stream import DirectStream, StreamEvent
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.pipeline import ReplyPipeline
@@ -44,6 +46,7 @@ class ChatService:
     waiter: ReplyWaiter
     direct_chat: DirectChat
     siblings: SiblingNotifier
+    direct_stream: DirectStream | None = None
     streaming: ReplyStreaming | None = None
 
     def accept_delivery(self, message_id: str) -> Delivery:
@@ -61,6 +64,14 @@ class ChatService:
     def send_message(self, caller: Caller, conversation_id: str, content: str, client_message_id: str | None) -> ChatReply:
         """Insert the message as the caller and wait for the pipeline's reply (see DirectChat)."""
         return self.direct_chat.send(self.caller_store(caller), conversation_id, content, client_message_id)
+
+    def stream_message(
+        self, caller: Caller, conversation_id: str, content: str, client_message_id: str | None
+    ) -> Iterator[StreamEvent]:
+        """Insert the message as the caller and return its reply's events (see DirectStream).
+        Failures before the first event raise, as for send_message."""
+        assert self.direct_stream is not None
+        return self.direct_stream.open(self.caller_store(caller), conversation_id, content, client_message_id)
 
     def stop_reply(self, caller: Caller, message_id: str) -> str:
         """Stop the caller's reply: asked in the database as the caller (RLS: only the owner), so

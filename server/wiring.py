@@ -14,6 +14,7 @@ from adapters.message_store import SupabaseMessageStore, service_client, shared_
 from adapters.model import OpenAIChatModel, openai_client
 from chat.broadcasts import ReplyBroadcasts
 from chat.direct_chat import DirectChat
+from chat.direct_stream import DirectStream
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
 from chat.ports import (
@@ -84,6 +85,22 @@ def assemble_chat_service(
         streaming=streaming,
     )
     workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
+    direct_chat = DirectChat(
+        waiter,
+        reply_timeout_seconds=settings.chat_reply_timeout_seconds,
+        rate_limit_requests=settings.rate_limit_requests,
+        rate_limit_window_seconds=settings.rate_limit_window_seconds,
+    )
+    direct_stream = DirectStream(
+        direct_chat,
+        waiter,
+        streaming.feed if streaming is not None else ReplyFeed(),
+        generate_here=workers.submit,
+        generating_here=lambda message_id: message_id in pipeline.active_claims(),
+        poll_interval_seconds=settings.chat_poll_interval_seconds,
+        heartbeat_seconds=settings.stream_sse_heartbeat_seconds,
+        idle_timeout_seconds=settings.chat_reply_timeout_seconds,
+    )
     return ChatService(
         store=store,
         open_caller_store=open_caller_store,
@@ -93,13 +110,9 @@ def assemble_chat_service(
             store, workers, interval_seconds=settings.redrive_interval_seconds, grace_seconds=settings.redrive_grace_seconds
         ),
         waiter=waiter,
-        direct_chat=DirectChat(
-            waiter,
-            reply_timeout_seconds=settings.chat_reply_timeout_seconds,
-            rate_limit_requests=settings.rate_limit_requests,
-            rate_limit_window_seconds=settings.rate_limit_window_seconds,
-        ),
+        direct_chat=direct_chat,
         siblings=siblings,
+        direct_stream=direct_stream,
         streaming=streaming,
     )
 

@@ -225,3 +225,22 @@ create trigger messages_settle_streaming_reply
   for each row
   when (new.role = 'user' and new.status in ('failed', 'stopped') and old.status is distinct from new.status)
   execute function private.settle_streaming_reply();
+
+-- How far a reply has got, for the caller (under RLS: only their own messages): the message's
+-- status and its reply row as checkpointed. What an SSE request follows when the reply is
+-- generated on another instance, and what a reloading client may read in one call.
+create function public.reply_progress(message_id uuid) returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'status', m.status, 'reply_id', r.id, 'content', r.content, 'attempt', r.attempt,
+    'reply_status', r.status, 'error', coalesce(m.error, r.error), 'conversation_id', m.conversation_id
+  )
+    from public.messages m
+    left join public.messages r on r.reply_to = m.id
+   where m.id = reply_progress.message_id and m.role = 'user'
+$$;
+revoke execute on function public.reply_progress(uuid) from public, anon, authenticated;
+grant execute on function public.reply_progress(uuid) to authenticated, service_role;

@@ -24,7 +24,9 @@ from tests.support.database import Role, insert_user
 from tests.support.stack import scratch_dir
 
 COMPAT_DATABASE = "supabase_compat"
-REST_DOOR_FUNCTIONS = {"message_outcome", "conversation_history", "list_conversations", "consume_chat_quota", "stop_reply"}
+REST_DOOR_FUNCTIONS = {
+    "message_outcome", "conversation_history", "list_conversations", "consume_chat_quota", "stop_reply", "reply_progress",
+}
 
 
 @dataclass(frozen=True)

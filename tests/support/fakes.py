@@ -25,7 +25,7 @@ from chat.errors import (
     ModelError,
 )
 from chat.outcome import MessageOutcome
-from chat.ports import CallerStoreFactory, ClaimedMessage, ModelReply, StoredReply
+from chat.ports import CallerStoreFactory, ClaimedMessage, ModelReply, ReplyProgress, StoredReply
 
 
 class Faults:
@@ -271,6 +271,13 @@ class InMemoryCallerStore(Faults):
         with self.db.lock:
             row = self.db.messages.get(message_id)
             return self.db.outcome(message_id) if row and row.user_id == self.caller.user_id else None
+
+    def reply_progress(self, message_id: str) -> ReplyProgress | None:
+        """Whole replies only: the in-memory pipeline does not stream."""
+        outcome = self.message_outcome(message_id)
+        if outcome is None:
+            return None
+        return ReplyProgress(outcome.status, outcome.reply_id, outcome.reply, 1 if outcome.reply_id else None, outcome.error)
 
     def stop_reply(self, message_id: str) -> str:
         """As the SQL: a pending message is stopped at once, a settled one left as it is."""

@@ -45,3 +45,21 @@ def replies(db: Any, message_id: str) -> int:
 
 def words(count: int, tag: str = "w") -> str:
     return " ".join(f"{tag}{index}" for index in range(count))
+
+
+def sse_events(lines: Any) -> Any:
+    """(event, data) per Server-Sent Event from an iterator of text lines; ("comment", text) for
+    comment lines such as the heartbeat."""
+    import json
+
+    event, data = None, []
+    for line in lines:
+        if line.startswith(":"):
+            yield "comment", line[1:].strip()
+        elif line.startswith("event:"):
+            event = line[len("event:") :].strip()
+        elif line.startswith("data:"):
+            data.append(line[len("data:") :].strip())
+        elif line == "" and event is not None:
+            yield event, json.loads("\n".join(data)) if data else None
+            event, data = None, []
