@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -16,6 +17,7 @@ import psycopg
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
 from tests.support.polling import wait_until
+from tests.support.processes import start_service
 from tests.support.realtime import (
     ChatUser,
     Subscribers,
@@ -210,3 +212,36 @@ def test_a_provider_error_after_the_first_token_keeps_the_partial_reply_and_fail
     assert db.execute("select status, error from public.messages where id = %s", (message_id,)).fetchone() == (
         "failed", error)
     assert len(fake_model.requests(match=text)) == 1  # not retried after the first token
+
+
+def test_sigkill_mid_stream_ends_in_exactly_one_final_reply_of_a_new_attempt(
+    stack: LocalStack, state_dir: Path, db: psycopg.Connection, fake_model: FakeModelControl, owner: ChatUser,
+    realtime_clients: Subscribers,
+) -> None:
+    fake_model.set_pace(first_token_ms=0, tokens_per_second=20)
+    text = words(80, "killed")
+    crashing = start_service(stack, state_dir, LEASE_SECONDS="4", REDRIVE_INTERVAL_SECONDS="0")
+    stack.configure_webhook(f"{crashing.url}/webhooks/messages")
+    client = python_subscriber(stack, realtime_clients, owner.access_token)
+    client.subscribe(f"chat:{owner.conversation_id}", config={"private": True}, broadcast=REPLY_EVENTS)
+    client.subscribed(f"chat:{owner.conversation_id}")
+    message_id = insert_message(db, owner, text)
+    wait_until(lambda: (row := reply_row(db, message_id)) and len(row[0]) > 10)
+
+    crashing.kill()  # SIGKILL mid-stream: the row is left streaming, attempt 1
+    assert (reply_row(db, message_id) or ("", "", 0))[1:3] == ("streaming", 1)
+    survivor = start_service(stack, state_dir, REDRIVE_GRACE_SECONDS="0", REDRIVE_INTERVAL_SECONDS="0.2")
+    try:
+        fake_model.set_pace(first_token_ms=0, tokens_per_second=400)
+        client.expect(lambda e: broadcast_of(e, "reply_done", message_id), "reply_done", deadline_seconds=20)
+    finally:
+        survivor.stop()
+
+    content, status, attempt, _, _ = reply_row(db, message_id) or ("", "", 0, None, "")
+    assert (content, status, attempt) == (f"Echo: {text}", "done", 2)
+    assert replies(db, message_id) == 1
+    resumed = ResumedReply()
+    for delta in deltas_of(client.seen, message_id):
+        resumed.apply(delta)  # attempt 2 restarts the text a client holds from attempt 1
+    assert resumed.text == content and resumed.attempt == 2
+    assert {d["attempt"] for d in deltas_of(client.seen, message_id)} == {1, 2}
