@@ -11,6 +11,7 @@ reply's pending text."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -87,9 +88,13 @@ class ReplyBroadcasts:
             if pending is None:
                 pending = self._pending[key] = _Pending(offset=offset)
             if not pending.text:
+                # Wake the sender only when this reply gets text to send again: it knows when
+                # that is due, and a wake per token would cost more than the tokens.
                 pending.offset = offset
-            pending.text += text
-            self._wake.notify()
+                pending.text = text
+                self._wake.notify()
+            else:
+                pending.text += text
 
     def finish(self, key: ReplyKey, event: str, **extra: object) -> None:
         """The reply ended (`reply_done`, `reply_failed`, `reply_stopped`): its pending text goes
@@ -111,12 +116,20 @@ class ReplyBroadcasts:
                     return
             self._send(batch)
 
+    def _due_at(self, pending: _Pending) -> float:
+        """A reply's first text goes at once; after that it is due on the first tick of a grid
+        of intervals that is at least one interval after its last send. The grid is the same for
+        every reply, so the replies of a process go out together: one request per interval."""
+        if pending.last_sent is None:
+            return float("-inf")
+        return math.ceil((pending.last_sent + self.interval_seconds) / self.interval_seconds - 1e-9) * self.interval_seconds
+
     def _due_batch(self) -> list[Broadcast]:
         now = self.clock()
         batch: list[Broadcast] = []
         for key in list(self._pending):
             pending = self._pending[key]
-            due = pending.last_sent is None or now - pending.last_sent >= self.interval_seconds or not self._running
+            due = now >= self._due_at(pending) or not self._running
             if not due or (not pending.text and not pending.finals):
                 continue
             if pending.text:
@@ -131,7 +144,7 @@ class ReplyBroadcasts:
 
     def _seconds_to_next_due(self) -> float | None:
         waits = [
-            pending.last_sent + self.interval_seconds - self.clock()
+            self._due_at(pending) - self.clock()
             for pending in self._pending.values()
             if pending.text and pending.last_sent is not None
         ]

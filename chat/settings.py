@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     redrive_interval_seconds: float = Field(15.0, ge=0)  # 0 turns the in-process sweep off
     redrive_grace_seconds: int = Field(30, ge=0)
 
+    stream_replies: bool = True  # false: ask the model for whole answers (a provider that cannot stream)
     stream_broadcast_interval_ms: int = Field(150, ge=10, le=5000)  # at most one reply_delta per reply per interval
     stream_checkpoint_seconds: float = Field(1.0, gt=0)  # how often a streaming reply's row gets the text so far
     stream_stop_poll_seconds: float = Field(0.25, gt=0, le=1.0)  # how often a process asks which replies were stopped

@@ -120,7 +120,7 @@ def assemble_chat_service(
 def _streaming(
     settings: Settings, store: MessageStore, model: ChatModel, broadcaster: ReplyBroadcaster | None
 ) -> ReplyStreaming | None:
-    if broadcaster is None or not hasattr(store, "begin_reply") or not hasattr(model, "stream"):
+    if not settings.stream_replies or broadcaster is None or not hasattr(store, "begin_reply") or not hasattr(model, "stream"):
         return None
     streaming_store = cast(StreamingMessageStore, store)
     return ReplyStreaming(

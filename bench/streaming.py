@@ -1,0 +1,249 @@
+"""`python -m bench.streaming`: the streaming figures, part of `make bench`, all in one run.
+
+1. Time to first token seen by a Realtime subscriber (from the user message's commit to the
+   first `reply_delta` on its private channel) and by an SSE caller (from sending the POST to the
+   first `delta` event), minus the model's own time to first token: p50 and p99 at 1, 16 and 64
+   concurrent streams.
+2. Broadcasts per reply at the default STREAM_BROADCAST_INTERVAL_MS: a 500-token reply at 50
+   tokens/s, 16 at once.
+3. Service CPU (gunicorn master + workers) per reply of 500 tokens, streamed against whole, and
+   the client-side cost of parsing a 500-chunk stream into the SDK's typed chunks against plain
+   dicts (what the adapter does).
+4. Capacity: the most concurrent streams one instance holds with a model of 1 s to first token
+   and 50 tokens/s before the subscriber-side p99 overhead passes 100 ms or anything fails.
+
+The machine may be shared: the figures are compared within this run, and the load average at
+the start is recorded next to them. Writes bench/results/streaming.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import psycopg
+from openai import Stream
+from openai.types.chat import ChatCompletionChunk
+
+from adapters.model import OpenAIChatModel
+from bench import machine
+from bench.cpu import tree_seconds
+from bench.harness import BenchEnvironment, bench_environment
+from bench.realtime import make_users
+from bench.stats import ratio, summarize
+from devstack.service_process import REPO_ROOT
+
+MODEL_TTFT_MS = 300.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.streaming", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: few samples")
+    parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "bench" / "results")
+    known, _ = parser.parse_known_args(argv)
+    return known
+
+
+def words(count: int) -> str:
+    return " ".join(f"t{index}" for index in range(count))
+
+
+def set_pace(env: BenchEnvironment, first_token_ms: float, tokens_per_second: float) -> None:
+    assert env.stack.fake_model is not None
+    httpx.post(f"{env.stack.fake_model.url}/_fake/config",
+               json={"latency_ms": first_token_ms, "tokens_per_second": tokens_per_second}).raise_for_status()
+
+
+def subscribers(env: BenchEnvironment, users: list[dict[str, str]], rounds: int, content: str) -> list[dict[str, Any]]:
+    assert env.stack.keys is not None
+    job = {"realtime_url": env.stack.realtime_url, "api_key": env.stack.keys.api_key("anon"),
+           "database_url": env.database_url, "users": users, "rounds": rounds, "content": content}
+    completed = subprocess.run([sys.executable, "-m", "bench.streaming_subscribers"], input=json.dumps(job),
+                               capture_output=True, text=True, cwd=REPO_ROOT, timeout=900, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"subscribers failed: {completed.stderr[-3000:]}")
+    return list(json.loads(completed.stdout)["results"])
+
+
+def sse_first_delta_ms(base_url: str, user: dict[str, str], content: str) -> float | None:
+    """Seconds from sending the POST to its first `delta` event, in ms; None if it failed."""
+    headers = {"Authorization": f"Bearer {user['token']}", "Accept": "text/event-stream"}
+    started = time.perf_counter()
+    first: float | None = None
+    with httpx.Client(timeout=120) as client, client.stream(
+        "POST", f"{base_url}/api/chat/{user['conversation_id']}", json={"message": content}, headers=headers
+    ) as response:
+        if response.status_code != 200:
+            return None
+        ended = False
+        for line in response.iter_lines():
+            if line == "event: delta" and first is None:
+                first = time.perf_counter()
+            if line == "event: done":
+                ended = True
+            if line == "event: error":
+                return None
+        if not ended:
+            return None
+    return (first - started) * 1000 if first is not None else None
+
+
+def sse_round(env: BenchEnvironment, users: list[dict[str, str]], content: str) -> list[float | None]:
+    barrier = threading.Barrier(len(users))
+
+    def one(user: dict[str, str]) -> float | None:
+        barrier.wait()
+        return sse_first_delta_ms(env.service.url, user, content)
+
+    with ThreadPoolExecutor(len(users)) as pool:
+        return list(pool.map(one, users))
+
+
+def first_token(env: BenchEnvironment, users: list[dict[str, str]], quick: bool) -> dict[str, Any]:
+    set_pace(env, MODEL_TTFT_MS, 100)
+    content = words(20)
+    figures: dict[str, Any] = {"model_first_token_ms": MODEL_TTFT_MS, "reply_tokens": 21, "model_tokens_per_second": 100}
+    for streams, rounds in ((1, 5 if quick else 30), (16, 1 if quick else 6), (64, 1 if quick else 3)):
+        group = users[:streams]
+        realtime = subscribers(env, group, rounds, content)
+        sse: list[float | None] = []
+        for _ in range(rounds):
+            sse += sse_round(env, group, content)
+        figures[str(streams)] = {
+            "realtime": summarize([r["first_ms"] for r in realtime if "first_ms" in r], MODEL_TTFT_MS),
+            "realtime_failed": sum("failed" in r for r in realtime),
+            "sse": summarize([value for value in sse if value is not None], MODEL_TTFT_MS),
+            "sse_failed": sum(value is None for value in sse),
+        }
+        print(f"first token, {streams} streams: {figures[str(streams)]}", flush=True)
+    return figures
+
+
+def broadcasts_per_reply(env: BenchEnvironment, users: list[dict[str, str]], quick: bool) -> dict[str, Any]:
+    tokens, pace = (100, 50) if quick else (500, 50)
+    set_pace(env, 0, pace)
+    results = subscribers(env, users[:16], 1, words(tokens - 1))
+    deltas = [r["deltas"] for r in results if "deltas" in r]
+    return {"reply_tokens": tokens, "tokens_per_second": pace, "streams": 16, "replies": len(deltas),
+            "deltas_per_reply": summarize([float(d) for d in deltas]), "failed": sum("failed" in r for r in results),
+            "seconds_per_reply": tokens / pace}
+
+
+def service_cpu_per_reply(env: BenchEnvironment, users: list[dict[str, str]], replies: int) -> dict[str, Any]:
+    """Service CPU per answered webhook message of 500 tokens (2 s at 250 tokens/s), 8 at once."""
+    set_pace(env, 0, 250)
+    service_pid = env.service.process.pid if env.service.process else None
+    before, _ = tree_seconds(service_pid)
+    started = time.perf_counter()
+    results: list[dict[str, Any]] = []
+    for start in range(0, replies, 8):
+        results += commit_and_wait(env, users[start % len(users):start % len(users) + 8], words(499))
+    after, _ = tree_seconds(service_pid)
+    answered = sum(1 for r in results if not r.get("failed"))
+    return {"replies": answered, "failed": len(results) - answered, "cpu_seconds": round(after - before, 3),
+            "cpu_ms_per_reply": round((after - before) * 1000 / max(answered, 1), 2),
+            "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def commit_and_wait(env: BenchEnvironment, users: list[dict[str, str]], content: str) -> list[dict[str, Any]]:
+    """Commit one message per user and wait until each is settled (works streamed or not)."""
+    with psycopg.connect(env.database_url, autocommit=True) as conn:
+        ids = [str(conn.execute(
+            "insert into public.messages (conversation_id, user_id, content) values (%s, %s, %s) returning id",
+            (user["conversation_id"], user["user_id"], content)).fetchone()[0]) for user in users]  # type: ignore[index]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = conn.execute("select id::text, status from public.messages where id = any(%s::uuid[])", (ids,)).fetchall()
+            if all(status in ("done", "failed") for _, status in rows):
+                return [{"failed": status != "done"} for _, status in rows]
+            time.sleep(0.05)
+    return [{"failed": True} for _ in ids]
+
+
+def chunk_parsing(env: BenchEnvironment, streams: int) -> dict[str, Any]:
+    """Client CPU to read a 500-chunk stream: the SDK's typed chunks against plain dicts."""
+    assert env.stack.fake_model is not None
+    set_pace(env, 0, 0)
+    client = openai.OpenAI(api_key="bench", base_url=f"{env.stack.fake_model.url}/v1", max_retries=0)
+    body = {"model": "fake-model", "messages": [{"role": "user", "content": words(499)}], "stream": True,
+            "stream_options": {"include_usage": True}}
+    figures = {}
+    for name, cast_to in (("typed", ChatCompletionChunk), ("plain_dict", object)):
+        started = time.process_time()
+        for _ in range(streams):
+            for _chunk in client.post("/chat/completions", body=body, cast_to=cast_to, stream=True,
+                                      stream_cls=Stream[cast_to]):  # type: ignore[valid-type]
+                pass
+        figures[name] = round((time.process_time() - started) * 1000 / streams, 2)
+    model = OpenAIChatModel(client, max_attempts=1, retry_initial_seconds=0, retry_max_seconds=0)
+    started = time.process_time()
+    for _ in range(streams):
+        for _piece in model.stream(body["messages"], "fake-model"):  # type: ignore[arg-type]
+            pass
+    figures["adapter_lean"] = round((time.process_time() - started) * 1000 / streams, 2)
+    client.close()
+    return {"streams": streams, "chunks": 503, "client_cpu_ms_per_stream": figures,
+            "typed_over_lean": ratio(figures["typed"], figures["adapter_lean"]),
+            "sdk_plain_over_lean": ratio(figures["plain_dict"], figures["adapter_lean"])}
+
+
+def capacity(env: BenchEnvironment, users: list[dict[str, str]], quick: bool) -> dict[str, Any]:
+    set_pace(env, 1000, 50)
+    steps = []
+    held = 0
+    for streams in ((8, 32) if quick else (32, 64, 128, 256)):
+        if streams > len(users):
+            break
+        results = subscribers(env, users[:streams], 1, words(49))
+        latencies = [r["first_ms"] for r in results if "first_ms" in r]
+        failed = sum("failed" in r for r in results)
+        figure = summarize(latencies, 1000.0)
+        steps.append({"streams": streams, "overhead": figure, "failed": failed})
+        print(f"capacity, {streams} streams: p99 {figure['p99']} ms, {failed} failed", flush=True)
+        if failed or figure["p99"] > 100:
+            break
+        held = streams
+    return {"model_first_token_ms": 1000, "tokens_per_second": 50, "reply_tokens": 50, "steps": steps,
+            "held_streams": held}
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    started = time.time()
+    results: dict[str, Any] = {"machine": machine.describe(), "load_average_at_start": os.getloadavg()}
+    with bench_environment() as env:
+        assert env.stack.keys is not None
+        with psycopg.connect(env.database_url, autocommit=True) as conn:
+            users = make_users(conn, env.stack.keys, 64 if args.quick else 256)
+        results["first_token"] = first_token(env, users, args.quick)
+        results["broadcasts"] = broadcasts_per_reply(env, users, args.quick)
+        results["capacity"] = capacity(env, users, args.quick)
+        results["cpu_streamed"] = service_cpu_per_reply(env, users, 16 if args.quick else 48)
+        results["chunk_parsing"] = chunk_parsing(env, 5 if args.quick else 40)
+        results["interval_ms"] = int(env.env.get("STREAM_BROADCAST_INTERVAL_MS", "150"))
+    with bench_environment(STREAM_REPLIES="false") as env:
+        assert env.stack.keys is not None
+        with psycopg.connect(env.database_url, autocommit=True) as conn:
+            users = make_users(conn, env.stack.keys, 8)
+        results["cpu_whole"] = service_cpu_per_reply(env, users, 16 if args.quick else 48)
+    results["cpu_streamed_over_whole"] = ratio(results["cpu_streamed"]["cpu_ms_per_reply"],
+                                               results["cpu_whole"]["cpu_ms_per_reply"])
+    results["seconds"] = round(time.time() - started, 1)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "streaming.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
