@@ -202,7 +202,7 @@ def capacity(env: BenchEnvironment, users: list[dict[str, str]], quick: bool) ->
     set_pace(env, 1000, 50)
     steps = []
     held = 0
-    for streams in ((8, 32) if quick else (32, 64, 128, 256)):
+    for streams in ((2, 8) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 256)):
         if streams > len(users):
             break
         results = subscribers(env, users[:streams], 1, words(49))

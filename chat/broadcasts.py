@@ -124,6 +124,9 @@ class ReplyBroadcasts:
             return float("-inf")
         return math.ceil((pending.last_sent + self.interval_seconds) / self.interval_seconds - 1e-9) * self.interval_seconds
 
+    def _tick(self, now: float) -> float:
+        return math.floor(now / self.interval_seconds + 1e-9) * self.interval_seconds
+
     def _due_batch(self) -> list[Broadcast]:
         now = self.clock()
         batch: list[Broadcast] = []
@@ -136,7 +139,9 @@ class ReplyBroadcasts:
                 batch.append(Broadcast(key.topic, "reply_delta", key.payload(offset=pending.offset, delta=pending.text)))
                 pending.offset += len(pending.text)
                 pending.text = ""
-                pending.last_sent = now
+                # On the grid, the tick it was due at (so its next one is the next tick, not the
+                # one after, when the sender wakes a little late); a first send, the moment itself.
+                pending.last_sent = now if pending.last_sent is None else self._tick(now)
             if pending.finals:
                 batch.extend(pending.finals)
                 del self._pending[key]
