@@ -12,6 +12,7 @@ clients tell by `attempt`."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chat.broadcasts import ReplyBroadcasts, ReplyKey
@@ -53,8 +54,7 @@ class _StreamedReply:
         self.text = ""
         self.key: ReplyKey | None = None
 
-    def run(self, stop_requested: object) -> MessageOutcome | None:
-        assert callable(stop_requested)
+    def run(self, stop_requested: Callable[[], bool]) -> MessageOutcome | None:
         store = self.streaming.store
         last_checkpoint = time.monotonic()
         try:
