@@ -63,3 +63,190 @@ def test_sign_up_create_a_conversation_send_and_see_the_reply(
     owner = db.execute("select u.email from public.conversations c join auth.users u on u.id = c.user_id"
                        " where c.id = %s", (conversation_id,)).fetchone()
     assert owner == (email,)
+
+
+def turns(page: Browser) -> list[tuple[str, str]]:
+    """Every turn on screen: (the user's message, the reply's text or '')."""
+    return [tuple(turn) for turn in page.js("""
+      return [...document.querySelectorAll('#messages .turn')].map(t => [
+        t.querySelector('.message.user .content').textContent,
+        t.querySelector('.message.assistant .content')?.textContent ?? ''])""")]
+
+
+def test_conversations_are_created_renamed_and_deleted_in_the_table(
+    browser: Browsers, live_service: ServiceProcess, db: psycopg.Connection
+) -> None:
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Recipes", system_prompt="Answer as a chef.")
+    assert db.execute("select title, system_prompt, model from public.conversations where id = %s",
+                      (conversation_id,)).fetchone() == ("Recipes", "Answer as a chef.", None)
+    page.fill("#title", "Soups")
+    page.click("#rename button")
+    page.text_of("#conversation-list button", "Soups")
+    assert db.execute("select title from public.conversations where id = %s", (conversation_id,)).fetchone() == ("Soups",)
+    page.click("#delete")
+    page.driver.switch_to.alert.accept()
+    page.wait_for(lambda: not page.texts("#conversation-list button"), "the conversation gone from the list")
+    assert db.execute("select count(*) from public.conversations where id = %s", (conversation_id,)).fetchone() == (0,)
+    assert page.element("#placeholder").is_displayed()
+
+
+def test_sign_out_then_in_again_finds_the_conversation(
+    browser: Browsers, live_service: ServiceProcess
+) -> None:
+    page = browser("alice")
+    email = sign_up(page)
+    new_conversation(page, "Kept")
+    send(page, "remember me")
+    reply_to(page, "remember me")
+    page.click("#sign-out")
+    page.element("#auth-form")
+    assert not page.texts("#conversation-list button")
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.click("#sign-in")
+    page.text_of("#conversation-list button", "Kept")
+    page.click("#conversation-list button")
+    assert reply_to(page, "remember me")["text"] == "Echo: remember me"
+
+
+def test_a_wrong_password_is_refused_with_auths_message(browser: Browsers, live_service: ServiceProcess) -> None:
+    page = browser("alice")
+    email = sign_up(page)
+    page.click("#sign-out")
+    page.fill("#email", email)
+    page.fill("#password", "not the password")
+    page.click("#sign-in")
+    page.text_of("#auth-error", "Invalid login credentials")
+    assert page.element("#auth-form").is_displayed()
+
+
+def test_a_second_user_sees_none_of_it(
+    browser: Browsers, live_service: ServiceProcess, db: psycopg.Connection
+) -> None:
+    alice = browser("alice")
+    sign_up(alice)
+    secret_conversation = new_conversation(alice, "Alice's secret")
+    bob = browser("bob")
+    sign_up(bob)
+    # Bob listens to every change on messages and conversations his token may see, with the
+    # page's own supabase-js (and its session), and tries Alice's private channel.
+    bob.driver.execute_async_script("""
+      const done = arguments[arguments.length - 1]
+      const { createClient } = await import('@supabase/supabase-js')
+      const config = (await import('/config.js')).default
+      const client = createClient(config.supabaseUrl, config.supabaseAnonKey)
+      await client.realtime.setAuth()
+      window.__seen = []
+      window.__private = 'joining'
+      client.channel('spy').on('postgres_changes', { event: '*', schema: 'public', table: 'messages' },
+        (change) => window.__seen.push(change.new)).on('postgres_changes',
+        { event: '*', schema: 'public', table: 'conversations' }, (change) => window.__seen.push(change.new))
+        .subscribe((status) => status === 'SUBSCRIBED' && done())
+      client.channel('chat:' + arguments[0], { config: { private: true } })
+        .on('broadcast', { event: '*' }, (message) => window.__seen.push(message))
+        .subscribe((status, error) => { window.__private = status + ' ' + (error?.message ?? '') })
+    """, secret_conversation)
+    bob.wait_for(lambda: "CHANNEL_ERROR" in bob.js("return window.__private"), "Bob refused on Alice's channel")
+    send(alice, "for Alice only")
+    assert reply_to(alice, "for Alice only")["text"] == "Echo: for Alice only"
+    # The marker: Bob's own message reaches Bob by the same path, after all of Alice's rows.
+    new_conversation(bob, "Bob's")
+    send(bob, "bob marker")
+    reply_to(bob, "bob marker")
+    seen = bob.js("return window.__seen")
+    assert any(row.get("content") == "bob marker" for row in seen)
+    assert all(row.get("conversation_id", row.get("id")) != secret_conversation for row in seen), seen
+    assert not [row for row in seen if "Alice" in str(row)], seen
+    assert bob.texts("#conversation-list button") == ["Bob's"]
+    bob.open(f"?c={secret_conversation}")  # a link to Alice's conversation opens nothing for Bob
+    bob.text_of("#conversation-list button", "Bob's")
+    assert bob.element("#placeholder").is_displayed() and not bob.js("return document.querySelector('#conversation').dataset.state")
+    assert "for Alice only" not in bob.visible_text()
+
+
+INJECTION = '<img src=x onerror="window.__pwned = 1"><b>bold</b><script>window.__pwned = 2</script>'
+
+
+def test_html_in_a_message_and_its_reply_renders_as_text(
+    browser: Browsers, live_service: ServiceProcess
+) -> None:
+    page = browser("alice")
+    sign_up(page)
+    new_conversation(page, "<i>title</i>")
+    send(page, INJECTION)
+    assert reply_to(page, INJECTION) == {"text": f"Echo: {INJECTION}", "status": "done"}
+    assert turns(page) == [(INJECTION, f"Echo: {INJECTION}")]
+    assert page.js("return document.querySelectorAll('#messages img, #messages b, #messages script, #conversation-list i').length") == 0
+    assert page.js("return window.__pwned") is None
+    page.text_of("#conversation-list button", "<i>title</i>")
+
+
+def test_a_refused_message_shows_the_databases_reason_and_keeps_the_text(
+    browser: Browsers, live_service: ServiceProcess, db: psycopg.Connection
+) -> None:
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Too long")
+    novel = "x" * 32001
+    send(page, novel)
+    shown = page.wait_for(lambda: page.texts("#composer-error")[0], "the refusal")
+    assert "messages_user_content_length" in shown
+    assert page.js("return document.querySelector('#message').value.length") == len(novel)
+    assert db.execute("select count(*) from public.messages where conversation_id = %s", (conversation_id,)).fetchone() == (0,)
+
+
+def test_a_failed_reply_shows_its_error_and_can_be_sent_again(
+    browser: Browsers, live_service: ServiceProcess, db: psycopg.Connection, fake_model: FakeModelControl
+) -> None:
+    fake_model.queue_faults({"kind": "insufficient_quota"}, match="doomed")
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Fails once")
+    send(page, "doomed")
+    shown = page.wait_for(lambda: page.texts("#messages .turn .error"), "the failure")
+    stored = db.execute("select status, error from public.messages where conversation_id = %s and role = 'user'",
+                        (conversation_id,)).fetchone()
+    assert stored is not None and stored[0] == "failed" and shown == [stored[1]] and "quota" in stored[1]
+    page.click("#messages .resend")
+    page.wait_for(lambda: len(page.texts("#messages .turn")) == 2 and page.js(
+        "return document.querySelectorAll('#messages .message.assistant[data-status=done]').length === 1"),
+        "the message sent again and answered")
+    assert turns(page)[1] == ("doomed", "Echo: doomed")
+    assert page.texts("#messages .turn .error") == [stored[1]]
+
+
+def test_reload_converges_to_the_same_conversation(browser: Browsers, live_service: ServiceProcess) -> None:
+    page = browser("alice")
+    sign_up(page)
+    new_conversation(page, "Reloaded")
+    for text in ("one", "two", "three"):
+        send(page, text)
+        reply_to(page, text)
+    before = turns(page)
+    assert before == [("one", "Echo: one"), ("two", "Echo: two"), ("three", "Echo: three")]
+    page.driver.refresh()
+    page.wait_for(lambda: turns(page) == before, "the same turns after the reload")
+    page.text_of("#conversation-list li.open button", "Reloaded")
+
+
+def test_two_tabs_on_one_conversation_stay_in_step(browser: Browsers, live_service: ServiceProcess) -> None:
+    first = browser("alice")
+    sign_up(first)
+    new_conversation(first, "Shared")
+    first_tab = first.driver.current_window_handle
+    first.driver.switch_to.new_window("tab")
+    second_tab = first.driver.current_window_handle
+    first.open()  # the same profile: signed in already, the open conversation remembered per tab
+    first.click("#conversation-list button")
+    first.wait_for(lambda: first.js("return document.querySelector('#conversation').dataset.state === 'live'"), "joined")
+    first.driver.switch_to.window(first_tab)
+    send(first, "typed in the first tab")
+    reply_to(first, "typed in the first tab")
+    first.driver.switch_to.window(second_tab)
+    assert reply_to(first, "typed in the first tab")["text"] == "Echo: typed in the first tab"
+    first.fill("#title", "Renamed in the second tab")
+    first.click("#rename button")
+    first.driver.switch_to.window(first_tab)
+    first.text_of("#conversation-list button", "Renamed in the second tab")

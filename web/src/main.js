@@ -130,7 +130,10 @@ async function openConversation(id) {
     await feed.open()
     if (state.feed === feed) $('#conversation').dataset.state = 'live'
   } catch (error) {
-    if (state.feed === feed) say('#conversation-error', error.message)
+    if (state.feed === feed) {
+      $('#conversation').dataset.state = 'failed'
+      say('#conversation-error', `Live updates are off: ${error.message}. Reload to try again.`)
+    }
   }
 }
 
@@ -138,6 +141,7 @@ async function closeConversation() {
   const feed = state.feed
   state.feed = null
   state.openId = null
+  delete $('#conversation').dataset.state
   show('#conversation', false)
   show('#placeholder', true)
   $('#messages').replaceChildren()
