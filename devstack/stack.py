@@ -1,5 +1,6 @@
 """The whole local stack in one object: Postgres, the Supabase gateway with the pg_net stand-in,
-the fake OpenAI server and the reference chat page (web/, where Node can install supabase-js). `make run` starts it through `python -m devstack`; the tests start
+the fake OpenAI server and the reference chat page (web/, where Node can install
+supabase-js). `make run` starts it through `python -m devstack`; the tests start
 one per test session on free ports."""
 
 from __future__ import annotations

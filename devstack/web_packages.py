@@ -36,7 +36,8 @@ def install_web_packages(web_dir: Path = WEB_DIR, timeout_seconds: float = 300) 
         result = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=web_dir,
                                 capture_output=True, text=True, timeout=timeout_seconds, check=False)
     except subprocess.TimeoutExpired:
-        return WebPackages(web_dir, None, f"`npm ci` in {web_dir} took over {timeout_seconds:.0f} s (is the npm registry reachable?)")
+        slow = f"`npm ci` in {web_dir} took over {timeout_seconds:.0f} s (is the npm registry reachable?)"
+        return WebPackages(web_dir, None, slow)
     if result.returncode != 0 or not built.exists():
         reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
         return WebPackages(web_dir, None, f"`npm ci` in {web_dir} failed: {reason}")

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from devstack.keys import JwtKeys
-from devstack.serving import free_port
 from devstack.service_process import ServiceProcess
+from devstack.serving import free_port
 from tests.support.browser import Browser, chromium_or_skip, keep_failure_artifacts
 from tests.support.database import USER_TABLES, start_migrated_postgres
 from tests.support.processes import start_service
@@ -178,7 +178,9 @@ def browser(request: pytest.FixtureRequest, chat_page_url: str) -> Iterator[Call
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Each phase's report on the test item, so a fixture's teardown knows whether the test failed."""
     report = yield
     setattr(item, f"rep_{report.when}", report)

@@ -3,13 +3,16 @@ the local stack and the service: what a person does in it, and what they must ne
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 import psycopg
 
 from devstack.service_process import ServiceProcess
-from tests.support.browser import Browser
+from tests.support.browser import ARTIFACTS, Browser
 from tests.support.stack import FakeModelControl
 
 PASSWORD = "correct horse battery"
@@ -162,7 +165,8 @@ def test_a_second_user_sees_none_of_it(
     assert bob.texts("#conversation-list button") == ["Bob's"]
     bob.open(f"?c={secret_conversation}")  # a link to Alice's conversation opens nothing for Bob
     bob.text_of("#conversation-list button", "Bob's")
-    assert bob.element("#placeholder").is_displayed() and not bob.js("return document.querySelector('#conversation').dataset.state")
+    assert bob.element("#placeholder").is_displayed()
+    assert not bob.js("return document.querySelector('#conversation').dataset.state")
     assert "for Alice only" not in bob.visible_text()
 
 
@@ -178,7 +182,8 @@ def test_html_in_a_message_and_its_reply_renders_as_text(
     send(page, INJECTION)
     assert reply_to(page, INJECTION) == {"text": f"Echo: {INJECTION}", "status": "done"}
     assert turns(page) == [(INJECTION, f"Echo: {INJECTION}")]
-    assert page.js("return document.querySelectorAll('#messages img, #messages b, #messages script, #conversation-list i').length") == 0
+    elements = "#messages img, #messages b, #messages script, #conversation-list i"
+    assert page.js("return document.querySelectorAll(arguments[0]).length", elements) == 0
     assert page.js("return window.__pwned") is None
     page.text_of("#conversation-list button", "<i>title</i>")
 
@@ -250,3 +255,95 @@ def test_two_tabs_on_one_conversation_stay_in_step(browser: Browsers, live_servi
     first.click("#rename button")
     first.driver.switch_to.window(first_tab)
     first.text_of("#conversation-list button", "Renamed in the second tab")
+
+
+# ----------------------------------------------------------------------------- streaming
+
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "chat-page.png"
+
+
+def long_message(words: int) -> str:
+    return " ".join(f"word{index}" for index in range(words))
+
+
+def streaming_reply(page: Browser, text: str) -> str:
+    """Wait until the reply to `text` is on screen mid-stream (some text, status streaming)."""
+    script = """
+      const turn = [...document.querySelectorAll('#messages .turn')]
+        .find(t => t.querySelector('.message.user .content').textContent === arguments[0])
+      const reply = turn && turn.querySelector('.message.assistant[data-status=streaming]')
+      return reply && reply.querySelector('.content').textContent"""
+    return str(page.wait_for(lambda: page.js(script, text), f"the reply to {text[:20]!r}… streaming"))
+
+
+def keep_screenshot(page: Browser) -> None:
+    """The README's picture, taken mid-stream; UPDATE_README_SCREENSHOT=1 replaces docs/chat-page.png."""
+    shot = page.screenshot(ARTIFACTS / "chat-page-mid-stream.png")
+    if os.environ.get("UPDATE_README_SCREENSHOT"):
+        shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_the_reply_streams_in_and_finishes(
+    browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
+) -> None:
+    fake_model.set_pace(first_token_ms=200, tokens_per_second=20)
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Streaming")
+    send(page, "What is a stream?")
+    reply_to(page, "What is a stream?")
+    text = long_message(60)
+    send(page, text)
+    partial = streaming_reply(page, text)
+    keep_screenshot(page)
+    final = reply_to(page, text)
+    assert final == {"text": f"Echo: {text}", "status": "done"}
+    assert final["text"].startswith(partial) and len(partial) < len(final["text"])
+    assert page.js("return performance.getEntriesByName('reply-first-delta').length") >= 1  # deltas, not only rows
+    stored = db.execute("select content, status from public.messages where conversation_id = %s and role = 'assistant'"
+                        " order by created_at", (conversation_id,)).fetchall()
+    assert stored[-1] == (final["text"], "done")
+
+
+def test_stop_halts_a_long_reply_and_keeps_what_came(
+    browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
+) -> None:
+    fake_model.set_pace(first_token_ms=200, tokens_per_second=10)
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Stopped")
+    text = long_message(120)
+    send(page, text)
+    streaming_reply(page, text)
+    page.click("#messages .stop")
+    stopped = reply_to(page, text)
+    assert stopped["status"] == "stopped"
+    assert f"Echo: {text}".startswith(stopped["text"]) and len(stopped["text"]) < len(f"Echo: {text}")
+    assert not page.js("return document.querySelectorAll('#messages .stop').length")
+    rows = dict(db.execute("select role, status from public.messages where conversation_id = %s", (conversation_id,)).fetchall())
+    assert rows == {"user": "stopped", "assistant": "stopped"}
+    content = db.execute("select content from public.messages where conversation_id = %s and role = 'assistant'",
+                         (conversation_id,)).fetchone()
+    assert content == (stopped["text"],)
+
+
+def test_reload_mid_stream_converges_to_the_final_text(
+    browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
+) -> None:
+    fake_model.set_pace(first_token_ms=200, tokens_per_second=15)
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Reloaded mid-stream")
+    text = long_message(90)
+    send(page, text)
+    before = streaming_reply(page, text)
+    page.driver.refresh()
+    page.wait_for(lambda: page.js("return document.querySelector('#conversation').dataset.state === 'live'"), "rejoined")
+    after = streaming_reply(page, text)  # picked up mid-stream: the row's checkpoint, then the deltas
+    assert len(after) >= 1 and f"Echo: {text}".startswith(after)
+    final = reply_to(page, text, deadline_seconds=30)
+    assert final == {"text": f"Echo: {text}", "status": "done"}
+    assert final["text"].startswith(before)
+    assert turns(page) == [(text, final["text"])]
+    assert db.execute("select content from public.messages where conversation_id = %s and role = 'assistant'",
+                      (conversation_id,)).fetchone() == (final["text"],)

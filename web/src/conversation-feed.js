@@ -102,6 +102,9 @@ export class ConversationFeed {
   }
 
   #onDelta(delta) {
+    if (!this.replies.has(delta.reply_id) || !this.replies.get(delta.reply_id).text) {
+      performance.mark('reply-first-delta', { detail: delta.message_id })
+    }
     this.#ensureReplyRow(delta)
     const held = this.rereading.get(delta.reply_id)
     if (held) {
