@@ -3,6 +3,7 @@ the local stack and the service: what a person does in it, and what they must ne
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -12,7 +13,9 @@ from pathlib import Path
 import psycopg
 
 from devstack.service_process import ServiceProcess
+from devstack.stack import LocalStack
 from tests.support.browser import ARTIFACTS, Browser
+from tests.support.realtime import Subscribers
 from tests.support.stack import FakeModelControl
 
 PASSWORD = "correct horse battery"
@@ -258,6 +261,40 @@ def test_two_tabs_on_one_conversation_stay_in_step(browser: Browsers, live_servi
 
 
 # ----------------------------------------------------------------------------- streaming
+
+def broadcast(db: psycopg.Connection, conversation_id: str, event: str, payload: dict[str, object]) -> None:
+    """What the service sends on the private channel, sent from SQL as the service role may."""
+    db.execute("select realtime.send(%s::jsonb, %s, %s, true)", (json.dumps(payload), event, f"chat:{conversation_id}"))
+
+
+def test_the_contracts_deltas_spell_the_reply_on_the_page(
+    browser: Browsers, stack: LocalStack, db: psycopg.Connection, realtime_clients: Subscribers
+) -> None:
+    """The page's half of the streaming contract on its own: deltas in order, a repeat, a new
+    attempt, as the private channel carries them (no service: the message stays unanswered)."""
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Deltas")
+    send(page, "spell it")
+    message_id = page.wait_for(lambda: page.js("return document.querySelector('#messages .turn')?.dataset.messageId"),
+                               "the message on screen")
+    reply = {"message_id": message_id, "reply_id": str(uuid.uuid4())}
+    shown = "#messages .message.assistant .content"
+    for attempt, offset, text, expected in [
+        (1, 0, "Hel", "Hel"),
+        (1, 3, "lo", "Hello"),
+        (1, 0, "XYZ", "Hello"),  # before the end of what it has: ignored
+        (1, 3, "lo, world", "Hello, world"),  # overlaps the end: the new part only
+        (2, 0, "Second", "Second"),  # a new attempt starts again
+        (1, 0, "Old words", "Second"),  # the old attempt's late delta: ignored
+        (2, 6, " try", "Second try"),  # (and the next one proves it was)
+    ]:
+        broadcast(db, conversation_id, "reply_delta", {**reply, "attempt": attempt, "offset": offset, "delta": text})
+        page.wait_for(lambda expected=expected: page.texts(shown) == [expected], f"the reply showing {expected!r}")
+    assert page.js("return document.querySelector('#messages .message.assistant').dataset.status") == "streaming"
+    assert page.element("#messages .stop").is_displayed()
+
+
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "chat-page.png"
 
