@@ -16,7 +16,7 @@ from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
 from tests.support.browser import ARTIFACTS, Browser
 from tests.support.realtime import Subscribers
-from tests.support.stack import FakeModelControl
+from tests.support.stack import UNCONFIGURED_WEBHOOK, FakeModelControl
 
 PASSWORD = "correct horse battery"
 Browsers = Callable[[str], Browser]
@@ -272,6 +272,7 @@ def test_the_contracts_deltas_spell_the_reply_on_the_page(
 ) -> None:
     """The page's half of the streaming contract on its own: deltas in order, a repeat, a new
     attempt, as the private channel carries them (no service: the message stays unanswered)."""
+    stack.configure_webhook(UNCONFIGURED_WEBHOOK)
     page = browser("alice")
     sign_up(page)
     conversation_id = new_conversation(page, "Deltas")
