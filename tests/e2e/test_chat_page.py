@@ -213,7 +213,7 @@ def test_a_failed_reply_shows_its_error_and_can_be_sent_again(
     sign_up(page)
     conversation_id = new_conversation(page, "Fails once")
     send(page, "doomed")
-    shown = page.wait_for(lambda: page.texts("#messages .turn .error"), "the failure")
+    shown = page.wait_for(lambda: page.texts("#messages .turn .error:not([hidden])"), "the failure")
     stored = db.execute("select status, error from public.messages where conversation_id = %s and role = 'user'",
                         (conversation_id,)).fetchone()
     assert stored is not None and stored[0] == "failed" and shown == [stored[1]] and "quota" in stored[1]
@@ -222,7 +222,7 @@ def test_a_failed_reply_shows_its_error_and_can_be_sent_again(
         "return document.querySelectorAll('#messages .message.assistant[data-status=done]').length === 1"),
         "the message sent again and answered")
     assert turns(page)[1] == ("doomed", "Echo: doomed")
-    assert page.texts("#messages .turn .error") == [stored[1]]
+    assert page.texts("#messages .turn .error:not([hidden])") == [stored[1]]
 
 
 def test_reload_converges_to_the_same_conversation(browser: Browsers, live_service: ServiceProcess) -> None:
@@ -357,7 +357,7 @@ def test_stop_halts_a_long_reply_and_keeps_what_came(
     stopped = reply_to(page, text)
     assert stopped["status"] == "stopped"
     assert f"Echo: {text}".startswith(stopped["text"]) and len(stopped["text"]) < len(f"Echo: {text}")
-    assert not page.js("return document.querySelectorAll('#messages .stop').length")
+    assert not page.js("return document.querySelectorAll('#messages .stop:not([hidden])').length")
     rows = dict(db.execute("select role, status from public.messages where conversation_id = %s", (conversation_id,)).fetchall())
     assert rows == {"user": "stopped", "assistant": "stopped"}
     content = db.execute("select content from public.messages where conversation_id = %s and role = 'assistant'",

@@ -8,7 +8,7 @@ import { ConversationFeed } from './conversation-feed.js'
 import {
   createConversation, deleteConversation, listConversations, offeredModels, renameConversation, watchConversations,
 } from './conversations.js'
-import { messageView } from './message-view.js'
+import { TurnView } from './message-view.js'
 import { refusalText, sendMessage, stopReply } from './messages.js'
 
 const supabase = createClient(config.supabaseUrl, config.supabaseAnonKey)
@@ -145,6 +145,7 @@ async function closeConversation() {
   show('#conversation', false)
   show('#placeholder', true)
   $('#messages').replaceChildren()
+  turnViews.clear()
   if (feed) await feed.close()
 }
 
@@ -158,19 +159,34 @@ const actions = {
   },
 }
 
+/** @type {Map<string, TurnView>} the open conversation's turns, by user message id */
+const turnViews = new Map()
+
 function renderMessages(feed) {
   if (feed !== state.feed) return
   const list = $('#messages')
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
-  const turns = feed.ordered().filter((row) => row.role === 'user').map((message) => {
+  const messages = feed.ordered().filter((row) => row.role === 'user')
+  const present = new Set(messages.map((message) => message.id))
+  for (const [id, view] of turnViews) {
+    if (!present.has(id)) {
+      view.element.remove()
+      turnViews.delete(id)
+    }
+  }
+  messages.forEach((message, index) => {
+    let view = turnViews.get(message.id)
+    if (!view) turnViews.set(message.id, (view = new TurnView(message.id, actions)))
     const reply = feed.replyTo(message.id)
-    if (reply && feed.replyText(reply) && !firstText.has(reply.id)) {
+    const text = reply ? feed.replyText(reply) : ''
+    if (reply && text && !firstText.has(reply.id)) {
       firstText.add(reply.id)
       performance.mark('reply-first-text', { detail: message.id })
     }
-    return messageView(message, reply, reply ? feed.replyText(reply) : '', actions)
+    view.update(message, reply, text)
+    // Moved only when out of place, so an element under the pointer stays where it is.
+    if (list.children[index] !== view.element) list.insertBefore(view.element, list.children[index] ?? null)
   })
-  list.replaceChildren(...turns)
   if (feed.error) say('#conversation-error', feed.error)
   if (atBottom) list.scrollTop = list.scrollHeight
 }
