@@ -300,18 +300,25 @@ def test_the_contracts_deltas_spell_the_reply_on_the_page(
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "chat-page.png"
 
 
+PARAGRAPH = ("Tell me how a reply gets here. The model writes it a few words at a time; the service "
+             "batches those words and broadcasts them on this conversation's private channel, which only "
+             "I may join, and checkpoints the text in the reply's row, so a reload picks up where it was.")
+
+
 def long_message(words: int) -> str:
     return " ".join(f"word{index}" for index in range(words))
 
 
-def streaming_reply(page: Browser, text: str) -> str:
-    """Wait until the reply to `text` is on screen mid-stream (some text, status streaming)."""
+def streaming_reply(page: Browser, text: str, at_least: int = 1) -> str:
+    """Wait until the reply to `text` is on screen mid-stream: status streaming, `at_least`
+    characters past the fake model's "Echo: "."""
     script = """
       const turn = [...document.querySelectorAll('#messages .turn')]
         .find(t => t.querySelector('.message.user .content').textContent === arguments[0])
       const reply = turn && turn.querySelector('.message.assistant[data-status=streaming]')
-      return reply && reply.querySelector('.content').textContent"""
-    return str(page.wait_for(lambda: page.js(script, text), f"the reply to {text[:20]!r}… streaming"))
+      const shown = reply && reply.querySelector('.content').textContent
+      return shown && shown.length >= 6 + arguments[1] ? shown : null"""
+    return str(page.wait_for(lambda: page.js(script, text, at_least), f"the reply to {text[:20]!r}… streaming"))
 
 
 def keep_screenshot(page: Browser) -> None:
@@ -328,11 +335,11 @@ def test_the_reply_streams_in_and_finishes(
     page = browser("alice")
     sign_up(page)
     conversation_id = new_conversation(page, "Streaming")
-    send(page, "What is a stream?")
-    reply_to(page, "What is a stream?")
-    text = long_message(60)
+    send(page, "Hello! Can you stream?")
+    reply_to(page, "Hello! Can you stream?")
+    text = PARAGRAPH
     send(page, text)
-    partial = streaming_reply(page, text)
+    partial = streaming_reply(page, text, at_least=len(text) // 2)
     keep_screenshot(page)
     final = reply_to(page, text)
     assert final == {"text": f"Echo: {text}", "status": "done"}
