@@ -71,7 +71,7 @@ def first_paint(chromium: tuple[str, str], page_url: str, samples: int) -> dict[
         browser = Browser(*chromium, page_url, f"cold-{index}")
         try:
             browser.open()
-            browser.wait_for(lambda: browser.js(
+            browser.wait_for(lambda browser=browser: browser.js(
                 "return performance.getEntriesByName('first-contentful-paint').length"), "first paint")
             timing = browser.js("""return {
               paint: performance.getEntriesByName('first-contentful-paint')[0].startTime,
@@ -127,7 +127,8 @@ def table(results: dict[str, Any]) -> str:
         if figure is None:
             lines.append(f"{name}: none (the service does not stream here)")
         else:
-            lines.append(f"{name}: p50 {figure['p50']:.0f} ms, p95 {figure['p95']:.0f} ms, max {figure['max']:.0f} ms (n={figure['n']})")
+            lines.append(f"{name}: p50 {figure['p50']:.0f} ms, p95 {figure['p95']:.0f} ms,"
+                         f" max {figure['max']:.0f} ms (n={figure['n']})")
     return "\n".join(lines)
 
 
