@@ -71,8 +71,8 @@ def first_paint(chromium: tuple[str, str], page_url: str, samples: int) -> dict[
         browser = Browser(*chromium, page_url, f"cold-{index}")
         try:
             browser.open()
-            browser.wait_for(lambda browser=browser: browser.js(
-                "return performance.getEntriesByName('first-contentful-paint').length"), "first paint")
+            painted = browser.js_probe("return performance.getEntriesByName('first-contentful-paint').length")
+            browser.wait_for(painted, "first paint")
             timing = browser.js("""return {
               paint: performance.getEntriesByName('first-contentful-paint')[0].startTime,
               ready: performance.getEntriesByName('chat-page-ready')[0].startTime }""")
@@ -105,9 +105,9 @@ def replies(chromium: tuple[str, str], page_url: str, samples: int) -> dict[str,
               const text = at('reply-first-text')
               return text === undefined ? null : { sent: at('message-submitted'), text, delta: at('reply-first-delta') }"""),
                 "the reply's first text", 30)
-            browser.wait_for(lambda index=index: browser.js(
-                "return document.querySelectorAll('#messages .message.assistant[data-status=done]').length") > index,
-                "the reply settled", 30)
+            settled = browser.js_probe(
+                f"return document.querySelectorAll('#messages .message.assistant[data-status=done]').length > {index}")
+            browser.wait_for(settled, "the reply settled", 30)
             first_text.append(marks["text"] - marks["sent"])
             if marks["delta"] is not None:
                 first_delta.append(marks["delta"] - marks["sent"])

@@ -106,6 +106,10 @@ class Browser:
     def js(self, script: str, *args: Any) -> Any:
         return self.driver.execute_script(script, *args)
 
+    def js_probe(self, script: str, *args: Any) -> Callable[[], Any]:
+        """A probe for `wait_for` that runs `script` in the page."""
+        return lambda: self.js(script, *args)
+
     # ------------------------------------------------------------------ acting
 
     def open(self, query: str = "") -> None:
