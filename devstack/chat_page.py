@@ -8,17 +8,22 @@ injected `<img onerror>` still could not run."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
 import re
+import sys
 from pathlib import Path
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from devstack.web_packages import install_web_packages
 
 _INLINE_SCRIPT = re.compile(r"<script type=\"importmap\">(.*?)</script>", re.DOTALL)
 
@@ -77,3 +82,25 @@ def create_chat_page(web_dir: Path, supabase_js: Path, supabase_url: str, anon_k
         Mount("/vendor", StaticFiles(directory=web_dir / "vendor")),
         Route("/style.css", style),
     ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m devstack.chat_page --supabase-url ... --anon-key ...`: the page against any project."""
+    parser = argparse.ArgumentParser(description="Serve the chat page (web/) against a Supabase project.")
+    parser.add_argument("--supabase-url", required=True, help="the project's API URL, e.g. https://<ref>.supabase.co")
+    parser.add_argument("--anon-key", required=True, help="the project's anon (publishable) key")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=54380)
+    args = parser.parse_args(argv)
+    packages = install_web_packages()
+    if packages.supabase_js is None:
+        print(f"No chat page: {packages.missing}", file=sys.stderr)
+        return 1
+    page = create_chat_page(packages.web_dir, packages.supabase_js, args.supabase_url.rstrip("/"), args.anon_key)
+    print(f"Chat page on http://{args.host}:{args.port} against {args.supabase_url}", flush=True)
+    uvicorn.run(page, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
