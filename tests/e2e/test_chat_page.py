@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
@@ -297,6 +298,8 @@ def test_the_contracts_deltas_spell_the_reply_on_the_page(
 
 
 
+# Until the streaming service (issue 13) is on this branch: no paced fake model, no streamed rows.
+NEEDS_STREAMING = pytest.mark.xfail(strict=True, reason="needs issue 13 streaming")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "chat-page.png"
 
 
@@ -328,6 +331,7 @@ def keep_screenshot(page: Browser) -> None:
         shutil.copyfile(shot, SCREENSHOT)
 
 
+@NEEDS_STREAMING
 def test_the_reply_streams_in_and_finishes(
     browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
 ) -> None:
@@ -350,6 +354,7 @@ def test_the_reply_streams_in_and_finishes(
     assert stored[-1] == (final["text"], "done")
 
 
+@NEEDS_STREAMING
 def test_stop_halts_a_long_reply_and_keeps_what_came(
     browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
 ) -> None:
@@ -372,6 +377,7 @@ def test_stop_halts_a_long_reply_and_keeps_what_came(
     assert content == (stopped["text"],)
 
 
+@NEEDS_STREAMING
 def test_reload_mid_stream_converges_to_the_final_text(
     browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
 ) -> None:
