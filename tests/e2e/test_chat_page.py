@@ -378,6 +378,23 @@ def test_stop_halts_a_long_reply_and_keeps_what_came(
 
 
 @NEEDS_STREAMING
+def test_stop_before_the_first_word_ends_the_message_stopped(
+    browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
+) -> None:
+    fake_model.set_pace(first_token_ms=5000, tokens_per_second=10)
+    page = browser("alice")
+    sign_up(page)
+    conversation_id = new_conversation(page, "Stopped early")
+    send(page, "never mind")
+    page.click("#messages .stop")
+    page.wait_for(page.js_probe("return document.querySelector('#messages .message.user').dataset.status === 'stopped'"),
+                  "the message stopped")
+    assert not page.js("return document.querySelectorAll('#messages .stop:not([hidden]), #messages .message.assistant:not([hidden])').length")
+    assert db.execute("select role, status from public.messages where conversation_id = %s",
+                      (conversation_id,)).fetchall() == [("user", "stopped")]
+
+
+@NEEDS_STREAMING
 def test_reload_mid_stream_converges_to_the_final_text(
     browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
 ) -> None:

@@ -130,11 +130,16 @@ export class ConversationFeed {
     this.#changed()
   }
 
-  /** A settled event: the row's final content follows as a postgres change; read it to be sure. */
+  /**
+   * A settled event. The rows' final state follows as postgres changes; read both now (the user
+   * message and its reply) so the end shows even if a change was missed. A reply stopped before
+   * its first token has no row: `reply_id` is null then.
+   */
   async #onSettled(event) {
-    this.#ensureReplyRow(event)
-    const { data } = await this.supabase.from('messages').select(MESSAGE_COLUMNS).eq('id', event.reply_id).maybeSingle()
-    if (data) this.#mergeRow(data)
+    if (event.reply_id) this.#ensureReplyRow(event)
+    const ids = [event.message_id, event.reply_id].filter(Boolean)
+    const { data } = await this.supabase.from('messages').select(MESSAGE_COLUMNS).in('id', ids)
+    for (const row of data ?? []) this.#mergeRow(row)
     this.#changed()
   }
 
