@@ -389,7 +389,8 @@ def test_stop_before_the_first_word_ends_the_message_stopped(
     page.click("#messages .stop")
     page.wait_for(page.js_probe("return document.querySelector('#messages .message.user').dataset.status === 'stopped'"),
                   "the message stopped")
-    assert not page.js("return document.querySelectorAll('#messages .stop:not([hidden]), #messages .message.assistant:not([hidden])').length")
+    still_shown = "#messages .stop:not([hidden]), #messages .message.assistant:not([hidden])"
+    assert not page.js("return document.querySelectorAll(arguments[0]).length", still_shown)
     assert db.execute("select role, status from public.messages where conversation_id = %s",
                       (conversation_id,)).fetchall() == [("user", "stopped")]
 
