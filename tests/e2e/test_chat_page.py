@@ -378,10 +378,11 @@ def test_stop_halts_a_long_reply_and_keeps_what_came(
 
 
 @NEEDS_STREAMING
-def test_stop_before_the_first_word_ends_the_message_stopped(
-    browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl, db: psycopg.Connection
+def test_stop_before_any_reply_ends_the_message_stopped(
+    browser: Browsers, stack: LocalStack, db: psycopg.Connection
 ) -> None:
-    fake_model.set_pace(first_token_ms=5000, tokens_per_second=10)
+    """Nothing is generating it (the service is away): Stop ends the message at once."""
+    stack.configure_webhook(UNCONFIGURED_WEBHOOK)
     page = browser("alice")
     sign_up(page)
     conversation_id = new_conversation(page, "Stopped early")
