@@ -47,7 +47,9 @@ export class ConversationFeed {
       .on('broadcast', { event: 'reply_failed' }, ({ payload }) => this.#onSettled(payload))
       .on('broadcast', { event: 'reply_stopped' }, ({ payload }) => this.#onSettled(payload))
     this.channels = [changes, stream]
-    await Promise.all(this.channels.map(subscribed))
+    // After a dropped socket supabase-js rejoins by itself; what changed meanwhile is read again.
+    const rejoined = () => this.closed || this.reload()
+    await Promise.all(this.channels.map((channel) => subscribed(channel, rejoined)))
     await this.reload()
   }
 
@@ -158,13 +160,19 @@ export class ConversationFeed {
   }
 }
 
-function subscribed(channel) {
+/** Resolves on the first SUBSCRIBED; every later one (a rejoin) calls `onRejoin`. */
+function subscribed(channel, onRejoin) {
+  let joined = false
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${channel.topic}: no answer from Realtime`)), SUBSCRIBE_TIMEOUT_MS)
     channel.subscribe((status, error) => {
       if (status === 'SUBSCRIBED') {
         clearTimeout(timer)
+        if (joined) onRejoin()
+        joined = true
         resolve()
+      } else if (joined) {
+        // Dropped after joining: supabase-js retries the join; nothing to do until it succeeds.
       } else if (status === 'CHANNEL_ERROR' || status === 'TIMED_OUT' || status === 'CLOSED') {
         clearTimeout(timer)
         reject(new Error(`${channel.topic}: ${error?.message ?? status}`))
