@@ -1,5 +1,6 @@
 """The whole local stack in one object: Postgres, the Supabase gateway with the pg_net stand-in,
-and the fake OpenAI server. `make run` starts it through `python -m devstack`; the tests start
+the fake OpenAI server and the reference chat page (web/, where Node can install
+supabase-js). `make run` starts it through `python -m devstack`; the tests start
 one per test session on free ports."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 
+from devstack.chat_page import create_chat_page
 from devstack.fake_openai import create_fake_openai
 from devstack.gateway.app import create_gateway
 from devstack.keys import JwtKeys
@@ -18,6 +20,7 @@ from devstack.migrate import prepare_database
 from devstack.pgnet import PgNetWorker
 from devstack.postgres import LocalPostgres
 from devstack.serving import RunningServer, serve_in_thread
+from devstack.web_packages import install_web_packages
 
 
 def new_webhook_secret() -> str:
@@ -32,6 +35,7 @@ class StackConfig:
     api_port: int = 54321
     db_port: int = 54322
     model_port: int = 54330
+    web_port: int | None = None  # the chat page's port (`make run`: 54380); None: no page
     database_url: str | None = None  # an existing server instead of the embedded one
     trust_local_logins: bool = False  # that server lets any role log in without a password (as ours do)
     webhook_url: str = "http://127.0.0.1:8000/webhooks/messages"
@@ -44,6 +48,8 @@ class LocalStack:
     postgres: LocalPostgres | None = None
     gateway: RunningServer | None = None
     fake_model: RunningServer | None = None
+    chat_page: RunningServer | None = None
+    chat_page_missing: str = "not started"  # why there is no chat page, when there is none
     pgnet: PgNetWorker | None = None
     database_url: str = ""
     keys: JwtKeys | None = None
@@ -96,7 +102,25 @@ class LocalStack:
         )
         self.gateway = serve_in_thread(gateway_app, self.config.host, self.config.api_port)
         self.fake_model = serve_in_thread(create_fake_openai(), self.config.host, self.config.model_port)
+        if self.config.web_port is not None:
+            self.start_chat_page(self.config.web_port)
         return self
+
+    def start_chat_page(self, port: int) -> str | None:
+        """Serve web/ against this stack; its URL, or None (and `chat_page_missing` says why):
+        the page is optional, and without Node the rest of the stack runs anyway."""
+        assert self.keys is not None
+        packages = install_web_packages()
+        if packages.supabase_js is None:
+            self.chat_page_missing = packages.missing or "supabase-js is not installed"
+            return None
+        page = create_chat_page(packages.web_dir, packages.supabase_js, self.api_url, self.keys.api_key("anon"))
+        self.chat_page = serve_in_thread(page, self.config.host, port)
+        return self.chat_page.url
+
+    @property
+    def chat_page_url(self) -> str | None:
+        return self.chat_page.url if self.chat_page else None
 
     def configure_webhook(self, url: str) -> None:
         """The one call a real project needs too (see the README)."""
@@ -104,7 +128,7 @@ class LocalStack:
             conn.execute("select private.configure_message_webhook(%s, %s)", (url, self.webhook_secret))
 
     def stop(self) -> None:
-        for server in (self.fake_model, self.gateway):
+        for server in (self.chat_page, self.fake_model, self.gateway):
             if server is not None:
                 server.stop()
         if self.postgres is not None:
@@ -138,6 +162,7 @@ class LocalStack:
                 f"service_role key: {self.keys.api_key('service_role')}",
                 f"     Webhook URL: {self.config.webhook_url}",
                 f"  Fake model URL: {self.model_url}",
+                f"   Chat page URL: {self.chat_page_url or 'none: ' + self.chat_page_missing}",
             ]
         )
 

@@ -5,7 +5,8 @@ tests/support/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,8 @@ import pytest
 
 from devstack.keys import JwtKeys
 from devstack.service_process import ServiceProcess
+from devstack.serving import free_port
+from tests.support.browser import Browser, chromium_or_skip, keep_failure_artifacts
 from tests.support.database import USER_TABLES, start_migrated_postgres
 from tests.support.processes import start_service
 from tests.support.realtime import ChatUser, Subscribers, chat_user, closing, node_or_skip
@@ -141,6 +144,47 @@ def realtime_clients(database_url: str) -> Iterator[Subscribers]:
 def node_binary() -> str:
     """node, with supabase-js installed from its lockfile; skips without node, fails on CI."""
     return node_or_skip()
+
+
+@pytest.fixture(scope="session")
+def chat_page_url(stack: LocalStack) -> str:
+    """The chat page (web/) served against the session's stack, as `make run` serves it."""
+    url = stack.chat_page_url or stack.start_chat_page(free_port())
+    if url is None:
+        message = f"the chat page cannot be served: {stack.chat_page_missing}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run these tests")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest, chat_page_url: str) -> Iterator[Callable[[str], Browser]]:
+    """`browser("alice")`: a new headless Chromium with an empty profile on the chat page's URL.
+    When the test fails, each browser's screenshot, text and console go to .artifacts/browser/."""
+    chromium, chromedriver = chromium_or_skip()
+    opened: list[Browser] = []
+
+    def open_browser(name: str) -> Browser:
+        opened.append(Browser(chromium, chromedriver, chat_page_url, name))
+        return opened[-1]
+
+    yield open_browser
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        keep_failure_artifacts(opened, request.node.name)
+    for each in opened:
+        each.close()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Each phase's report on the test item, so a fixture's teardown knows whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

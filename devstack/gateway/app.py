@@ -18,6 +18,8 @@ from psycopg import AsyncConnection
 from psycopg.conninfo import make_conninfo
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from devstack.gateway.auth import AuthService
@@ -82,5 +84,12 @@ def create_gateway(
             Mount("/auth/v1", routes=auth.routes()),
             Mount("/realtime/v1", routes=realtime.routes()),
         ],
+        # A browser page on another origin calls the API, as on Supabase (Kong's CORS plugin:
+        # any origin, the request's headers allowed, PostgREST's range headers readable).
+        middleware=[Middleware(
+            CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"],
+            expose_headers=["Content-Range", "Content-Location", "Content-Profile", "Range-Unit", "Preference-Applied"],
+            max_age=3600,
+        )],
         lifespan=lifespan,
     )
