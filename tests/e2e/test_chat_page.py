@@ -298,7 +298,6 @@ def test_the_contracts_deltas_spell_the_reply_on_the_page(
 
 
 
-# Until the streaming service (issue 13) is on this branch: no paced fake model, no streamed rows.
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "chat-page.png"
 
 
