@@ -21,6 +21,7 @@ import pytest
 from devstack.keys import JwtKeys
 from devstack.migrate import prepare_database
 from devstack.postgres import LocalPostgres
+from devstack.quotas import GENEROUS, set_quota_defaults
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
 from tests.api_clients import SignedUpUser, sign_up
@@ -46,9 +47,11 @@ UNCONFIGURED_WEBHOOK = "http://127.0.0.1:9/unconfigured"
 
 
 def start_migrated_postgres(folder: Path) -> LocalPostgres:
-    """A PostgreSQL on a free port, bootstrapped and migrated as `make run` does."""
+    """A PostgreSQL on a free port, bootstrapped and migrated as `make run` does, with usage
+    limits far above what tests send (the tests of the limits set their own per user)."""
     postgres = LocalPostgres(folder / "postgres" / "data", free_port())
     prepare_database(postgres.start())
+    set_quota_defaults(postgres.superuser_url, GENEROUS)
     return postgres
 
 
@@ -157,6 +160,7 @@ def user_token(keys: JwtKeys, user_id: str, lifetime: int = 3600) -> str:
 SERVICE_TEST_SETTINGS = {
     "APP_ENV": "test",
     "OPENAI_MODEL": "fake-model",
+    "OPENAI_MODELS": "fake-model-2",
     "OPENAI_TIMEOUT_SECONDS": "1",
     "MODEL_MAX_ATTEMPTS": "3",
     "MODEL_RETRY_INITIAL_SECONDS": "0.02",
@@ -168,7 +172,6 @@ SERVICE_TEST_SETTINGS = {
     "GUNICORN_THREADS": "8",
     "CONTEXT_TOKEN_BUDGET": "6000",
     "CHAT_REPLY_TIMEOUT_SECONDS": "8",
-    "RATE_LIMIT_REQUESTS": "10000",
 }
 
 

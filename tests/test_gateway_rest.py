@@ -250,7 +250,7 @@ def test_update_and_delete_with_filters(db: psycopg.Connection, make_user: Calla
     assert [(r["id"], r["title"]) for r in renamed] == [(keep, "renamed")]
     assert bob.client.table("conversations").update({"title": "hijack"}).eq("id", keep).execute().data == []
     minimal = httpx.patch(
-        f"{rest}/conversations", params={"id": f"eq.{drop}"}, json={"model": "m"}, headers=auth_headers(alice.token)
+        f"{rest}/conversations", params={"id": f"eq.{drop}"}, json={"system_prompt": "m"}, headers=auth_headers(alice.token)
     )
     assert (minimal.status_code, minimal.content) == (204, b"")
     refused = httpx.patch(
