@@ -12,16 +12,17 @@ from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
 from chat.settings import Settings
+from server.request_body import read_body
 
 Schema = TypeVar("Schema", bound=BaseModel)
 
 
 def json_body(schema: type[Schema], settings: Settings) -> Schema:
-    request.max_content_length = settings.api_max_body_bytes
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
+    raw = read_body(settings.api_max_body_bytes)
     try:
-        body = json.loads(request.get_data())
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting too deep to parse
         raise BadRequest("The body is not valid JSON (or nests too deeply).") from None
     if not isinstance(body, dict):

@@ -4,6 +4,7 @@ shared connection pool: auth is never switched on a client other threads use."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -12,18 +13,26 @@ from postgrest.exceptions import APIError
 from postgrest.types import ReturnMethod
 
 from chat.errors import (
+    ConversationLimitReached,
     ConversationNotFound,
     CursorNotFound,
     DuplicateClientMessage,
     InvalidCredentials,
     InvalidRequest,
+    RateLimited,
     StoreUnavailable,
 )
+from chat.logging import get_logger
 from chat.outcome import MessageOutcome
 from chat.settings import Settings
 
+logger = get_logger(__name__)
 NOT_VISIBLE = {"42501", "23503", "PGRST116"}  # RLS refusal, missing parent, no row: all "not found"
 JWT_REFUSED = {"PGRST301", "PGRST302", "PGRST303"}
+# Refusals our migrations raise (RAISE SQLSTATE 'PGRST'): their message is written for the user.
+OWN_BAD_REQUESTS = {"system_prompt_too_long", "model_not_allowed"}
+# Postgres's own wording names internals (types, constraints, values): it stays in the logs.
+DATA_REFUSED_MESSAGE = "a value could not be stored (wrong type, format or size)."
 
 
 class CallerStore:
@@ -40,10 +49,6 @@ class CallerStore:
 class CallerSession:
     def __init__(self, client: SyncPostgrestClient) -> None:
         self.client = client
-
-    def consume_quota(self, max_requests: int, window_seconds: int) -> tuple[bool, int]:
-        result = self._rpc("consume_chat_quota", {"max_requests": max_requests, "window_seconds": window_seconds})
-        return bool(result["allowed"]), int(result["retry_after_seconds"])
 
     def insert_message(
         self, message_id: str, conversation_id: str, content: str, client_message_id: str | None
@@ -109,14 +114,37 @@ class CallerSession:
             raise StoreUnavailable(f"Supabase unreachable: {type(error).__name__}") from error
         except APIError as error:
             code = str(error.code or "")
+            if code == "quota_exceeded":
+                raise _rate_limited(error) from error
+            if code == "conversation_limit":
+                raise ConversationLimitReached(error.message) from error
+            if code in OWN_BAD_REQUESTS:
+                raise InvalidRequest(error.message) from error
+            if code == "cursor_not_found":
+                raise CursorNotFound(error.message) from error
             if code in NOT_VISIBLE:
                 raise ConversationNotFound(code) from error
             if code in JWT_REFUSED:
                 raise InvalidCredentials(error.message or code) from error
-            if code == "P0002":
-                raise CursorNotFound(error.message or "unknown cursor") from error
             if code.startswith("22") or code in ("23502", "23514"):  # data the database cannot take
-                raise InvalidRequest(error.message or "invalid parameter") from error
+                logger.info("database refused the request's data", code=code)
+                logger.debug("database refusal text", code=code, reason=error.message)
+                raise InvalidRequest(DATA_REFUSED_MESSAGE) from error
             if code == "23505":
                 raise
             raise StoreUnavailable(f"Supabase refused the request ({code}): {error.message}") from error
+
+
+def _rate_limited(error: APIError) -> RateLimited:
+    """A quota refusal: its details are JSON with the limit's name and the seconds until it resets."""
+    try:
+        details = json.loads(error.details or "{}")
+    except (TypeError, ValueError):
+        details = {}
+    retry_after = details.get("retry_after_seconds") if isinstance(details, dict) else None
+    limit = details.get("limit") if isinstance(details, dict) else None
+    return RateLimited(
+        int(retry_after) if isinstance(retry_after, int) and retry_after > 0 else 60,
+        error.message or "A usage limit is reached; try again later.",
+        str(limit or ""),
+    )

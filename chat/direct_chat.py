@@ -11,7 +11,6 @@ from chat.caller_store import CallerSession
 from chat.errors import (
     ClientMessageConflict,
     DuplicateClientMessage,
-    RateLimited,
     ReplyFailed,
     ReplyTimeout,
 )
@@ -36,7 +35,7 @@ class DirectChat:
     def send(
         self, caller: CallerSession, conversation_id: str, content: str, client_message_id: str | None
     ) -> ChatReply:
-        self._check_quota(caller)
+        """Quotas are the database's: the insert is refused (RateLimited) like any other insert."""
         message_id = str(uuid.uuid4())
         with self.waiter.expect(message_id) as expectation:
             try:
@@ -62,15 +61,6 @@ class DirectChat:
                     expectation.wait(self.settings.chat_reply_timeout_seconds)
                     outcome = expectation.outcome or caller.message_outcome(message_id)
         return self._reply_from(message_id, outcome)
-
-    def _check_quota(self, caller: CallerSession) -> None:
-        if self.settings.rate_limit_requests <= 0:
-            return
-        allowed, retry_after = caller.consume_quota(
-            self.settings.rate_limit_requests, self.settings.rate_limit_window_seconds
-        )
-        if not allowed:
-            raise RateLimited(retry_after)
 
     @staticmethod
     def _reply_from(message_id: str, outcome: MessageOutcome | None) -> ChatReply:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import structlog
 
 from chat.context import build_prompt
-from chat.errors import ModelError, StoreUnavailable
+from chat.errors import ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
 from chat.model import ChatModel
 from chat.outcome import MessageOutcome
@@ -94,6 +94,12 @@ class ReplyPipeline:
 
     def _generate_and_store(self, claim: ClaimedMessage) -> Outcome:
         model_name = claim.model or self.settings.openai_model
+        if model_name not in self.settings.offered_models:
+            # Written while it was offered, retired since: never call a model the operator dropped.
+            raise ModelRejected(
+                f"The model '{model_name[:100]}' is no longer offered here. Choose another model for this "
+                "conversation (or none, for the default) and send the message again."
+            )
         started = time.perf_counter()
         reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()

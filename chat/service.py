@@ -10,6 +10,7 @@ from chat.direct_chat import DirectChat
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.model import ChatModel
+from chat.model_allowlist import ModelAllowlist
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
 from chat.redrive import RedriveSweep
@@ -33,6 +34,7 @@ class ChatService:
     waiter: ReplyWaiter
     direct_chat: DirectChat
     siblings: SiblingNotifier
+    models: ModelAllowlist
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ChatService:
@@ -57,10 +59,12 @@ class ChatService:
             waiter=waiter,
             direct_chat=DirectChat(settings, waiter),
             siblings=siblings,
+            models=ModelAllowlist(store, settings.offered_models),
         )
 
     def start(self) -> None:
         """Start the background work; gunicorn calls this once per worker process, after the fork."""
+        self.models.start()
         self.sweep.start()
         self.siblings.start()
 
@@ -69,6 +73,7 @@ class ChatService:
         self.workers.stop_accepting()
         self.sweep.stop(wait=False)
         self.siblings.stop()
+        self.models.stop()
 
     def finish_shutdown(self, drain_seconds: float) -> list[str]:
         """Let running generations finish for up to `drain_seconds`, then hand back the claims

@@ -122,6 +122,11 @@ class MessageStore:
         )
         return [row["id"] for row in rows or []]
 
+    def configure_chat_models(self, models: list[str]) -> None:
+        """Publish the operator's model allowlist to the database, which refuses any other model
+        when a conversation is written (on every path, not only ours)."""
+        self._rpc("configure_chat_models", {"models": models})
+
     def ping(self) -> None:
         """One cheap request that needs Supabase, its database and our schema to all answer."""
         try:

@@ -19,6 +19,7 @@ from chat.logging import configure_logging
 from chat.service import ChatService
 from chat.settings import Settings, load_settings
 from server.errors import register_error_handlers
+from server.http_guards import HttpGuards
 from webhook.routes import webhook
 
 
@@ -42,6 +43,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start_back
         app.register_blueprint(blueprint)
     CORS(app, resources={r"/api/*": {"origins": settings.allowed_origins}},
          expose_headers=["X-Request-ID", "Retry-After"])
+    app.wsgi_app = HttpGuards(app.wsgi_app, settings.request_body_timeout_seconds)  # type: ignore[method-assign]
     if start_background:
         service.start()
     return app

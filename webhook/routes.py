@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from chat.logging import get_logger
 from chat.service import ChatService
 from server.errors import error_response
+from server.request_body import read_body
 from webhook.payload import DatabaseEvent
 from webhook.signature import InvalidSignature, verify_signature
 
@@ -24,8 +25,7 @@ RETRY_AFTER_SECONDS = "5"
 def receive_message_event() -> ResponseReturnValue:
     service: ChatService = current_app.extensions["chat"]
     settings = service.settings
-    request.max_content_length = settings.webhook_max_body_bytes
-    body = request.get_data(cache=False)  # 413 past the limit, before any parsing
+    body = read_body(settings.webhook_max_body_bytes)  # 413 past the limit, before any parsing
     try:
         verify_signature(
             settings.webhook_secret.get_secret_value(),
