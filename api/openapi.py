@@ -21,7 +21,12 @@ ERROR = {
         "error": {
             "type": "object",
             "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "message_id": UUID},
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "message_id": UUID,
+                "limit": {"type": "string", "description": "with 429: the limit reached"},
+            },
         }
     },
 }
@@ -71,12 +76,14 @@ def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Malformed body, wrong types or bad query parameters",
         401: "Missing, malformed, forged or expired access token",
-        403: "user_id in the body is not the token's",
+        403: "user_id in the body is not the token's; or you have as many conversations as allowed",
+        408: "The body arrived too slowly (REQUEST_BODY_TIMEOUT_SECONDS); the connection is closed",
         404: "No such conversation, or not yours; or a 'before' cursor that names nothing in the list",
         409: "client_message_id already used in another conversation",
         413: "Body over the size limit",
         415: "Body is not JSON",
-        429: "Over the per-user rate limit (see Retry-After)",
+        429: "A usage limit is reached (messages per window or per day, tokens per day): the message says "
+        "which and when it resets; Retry-After gives the seconds",
         502: "The model could not answer; the message is kept as failed",
         503: "Supabase is unreachable",
         504: "No reply within the wait; fetch it later with the message_id",
@@ -89,7 +96,7 @@ def _body(model: Any) -> dict[str, Any]:
 
 
 def document() -> dict[str, Any]:
-    authenticated_errors = (400, 401, 413, 415, 503)
+    authenticated_errors = (400, 401, 408, 413, 415, 503)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -144,7 +151,7 @@ def document() -> dict[str, Any]:
                     "requestBody": _body(ConversationIn),
                     "responses": {
                         "201": _json({"$ref": "#/components/schemas/Conversation"}, "Created"),
-                        **_errors(*authenticated_errors),
+                        **_errors(*authenticated_errors, 403),
                     },
                 },
                 "get": {
