@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
 from api.schemas import ChatMessageIn, ConversationIn
@@ -91,11 +91,29 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json({"$ref": "#/components/schemas/Error"}, reasons[status]) for status in statuses}
 
 
-def _body(model: Any) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}
+def _body(model: Any, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema or model.model_json_schema()}}}
 
 
-def document() -> dict[str, Any]:
+DEFAULT_SYSTEM_PROMPT_MAX_CHARS = 8000  # private.quota_defaults' shipped value
+
+
+def conversation_in_schema(offered_models: list[str]) -> dict[str, Any]:
+    """ConversationIn as the database judges it: the model from the operator's allowlist, the
+    system prompt within its (per-user, operator-set) length, shipped as 8,000 characters."""
+    schema = ConversationIn.model_json_schema()
+    properties = schema["properties"]
+    properties["model"] = {
+        "anyOf": [{"enum": offered_models}, {"type": "null"}], "default": None, "title": "Model",
+        "description": "One of the offered models, or null for the default",
+    }
+    prompt = properties["system_prompt"]["anyOf"][0]
+    prompt["maxLength"] = DEFAULT_SYSTEM_PROMPT_MAX_CHARS
+    properties["system_prompt"]["description"] = "At most your limit of characters (8,000 unless the operator set another)"
+    return schema
+
+
+def document(offered_models: list[str]) -> dict[str, Any]:
     authenticated_errors = (400, 401, 408, 413, 415, 503)
     return {
         "openapi": "3.1.0",
@@ -148,7 +166,7 @@ def document() -> dict[str, Any]:
             "/api/conversations": {
                 "post": {
                     "operationId": "createConversation",
-                    "requestBody": _body(ConversationIn),
+                    "requestBody": _body(ConversationIn, conversation_in_schema(offered_models)),
                     "responses": {
                         "201": _json({"$ref": "#/components/schemas/Conversation"}, "Created"),
                         **_errors(*authenticated_errors, 403),
@@ -206,4 +224,4 @@ def document() -> dict[str, Any]:
 
 @openapi.get("/openapi.json")
 def openapi_json() -> ResponseReturnValue:
-    return jsonify(document())
+    return jsonify(document(current_app.extensions["chat"].settings.offered_models))

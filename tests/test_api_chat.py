@@ -80,7 +80,7 @@ def test_user_id_in_body_must_be_the_callers_own(
         (b'{"text": "wrong field"}', "application/json", 400),
         (b'{"message": "hi", "client_message_id": "nope"}', "application/json", 400),
         (b'{"message": "' + b"x" * 32001 + b'"}', "application/json", 400),
-        (b'{"message": "' + b"x" * 70000 + b'"}', "application/json", 413),
+        (b'{"message": "' + b"x" * 600_000 + b'"}', "application/json", 413),
         (b"message=hi", "application/x-www-form-urlencoded", 415),
         (b'{"message": "hi"}', "text/plain", 415),
     ],
