@@ -28,6 +28,11 @@ class StoreUnavailable(ChatError):
     """Supabase could not be reached or answered with a server error."""
 
 
+class ClaimSuperseded(ChatError):
+    """This worker's claim is no longer the message's current one (its lease ran out and another
+    attempt holds the message, or it was released): the database refused the write."""
+
+
 class ConversationNotFound(ChatError):
     """No such conversation, or not the caller's: the two are deliberately indistinguishable."""
 

@@ -2,7 +2,9 @@
 
 Every step is a database call that is safe to repeat: the claim's lease keeps two workers from
 generating at once, reply_to's uniqueness keeps two replies from being written, and a message
-whose worker dies is claimed again by the re-drive sweep once its lease runs out.
+whose worker dies is claimed again by the re-drive sweep once its lease runs out. Every write
+names its claim (claim_token), so a worker whose lease ran out while another attempt took the
+message can neither fail nor answer it: its result is dropped and nobody waiting is told of it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 import structlog
 
 from chat.context import build_prompt
-from chat.errors import ModelError, ModelRejected, StoreUnavailable
+from chat.errors import ClaimSuperseded, ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
 from chat.model import ChatModel
 from chat.outcome import MessageOutcome
@@ -45,7 +47,7 @@ class ReplyPipeline:
         self.store = store
         self.model = model
         self.on_settled = on_settled
-        self._active_claims: dict[str, str] = {}  # message id -> its claim's lease, while generating
+        self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
         self._claims_lock = threading.Lock()
 
     def active_claims(self) -> dict[str, str]:
@@ -67,11 +69,12 @@ class ReplyPipeline:
                 logger.warning("could not claim message", reason=str(error))
                 return Outcome.DEFERRED
             if claim is None:
+                # Held by another attempt, or settled: either way not ours to announce. A waiter
+                # woken now would read "processing"; the one who settles it tells the waiters.
                 logger.info("message not claimable; skipped")
-                self._settled(message_id, None)
                 return Outcome.NOT_CLAIMED
             with self._claims_lock:
-                self._active_claims[message_id] = claim.lease_expires_at
+                self._active_claims[message_id] = claim.claim_token
             try:
                 with structlog.contextvars.bound_contextvars(conversation_id=claim.conversation_id, attempt=claim.attempt):
                     return self._answer_claimed(claim)
@@ -85,6 +88,10 @@ class ReplyPipeline:
         except StoreUnavailable as error:
             logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
             return Outcome.DEFERRED
+        except ClaimSuperseded as error:
+            # Not settled: the current attempt will settle it and tell the waiters then.
+            logger.warning("claim superseded while generating; reply dropped", reason=str(error))
+            return Outcome.NOT_CLAIMED
         except ModelError as error:
             logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
             return self._fail(claim, error.user_message)
@@ -104,7 +111,7 @@ class ReplyPipeline:
         reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()
         stored = self.store.complete_message(
-            claim.message_id, reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens
+            claim.message_id, claim.claim_token, reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens
         )
         stored_at = time.perf_counter()
         if stored is None:
@@ -127,13 +134,16 @@ class ReplyPipeline:
 
     def _fail(self, claim: ClaimedMessage, user_message: str) -> Outcome:
         try:
-            failed = self.store.fail_message(claim.message_id, user_message)
+            failed = self.store.fail_message(claim.message_id, claim.claim_token, user_message)
         except StoreUnavailable as error:
             logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
             return Outcome.DEFERRED
-        # Not failed here means it was settled elsewhere meanwhile: let the waiter read what it is.
+        if not failed:
+            # Our claim is stale: another attempt holds or settled the message, and tells the waiters.
+            logger.warning("claim superseded; failure not recorded")
+            return Outcome.NOT_CLAIMED
         outcome = MessageOutcome(claim.message_id, claim.conversation_id, "failed", user_message, None, None)
-        self._settled(claim.message_id, outcome if failed else None)
+        self._settled(claim.message_id, outcome)
         return Outcome.FAILED
 
     def _settled(self, message_id: str, outcome: MessageOutcome | None) -> None:

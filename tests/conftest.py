@@ -77,11 +77,17 @@ def state_dir() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def database_url(state_dir: Path) -> Iterator[str]:
+def postgres_server(state_dir: Path) -> Iterator[LocalPostgres]:
     """A real PostgreSQL with the Supabase bootstrap and our migrations, for the whole session."""
     postgres = start_migrated_postgres(state_dir)
-    yield postgres.superuser_url
+    yield postgres
     postgres.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server: LocalPostgres) -> str:
+    """The session database, as its superuser (supabase_admin, as on Supabase)."""
+    return postgres_server.superuser_url
 
 
 @pytest.fixture(scope="session")

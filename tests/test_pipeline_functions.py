@@ -55,11 +55,14 @@ def test_message_out_of_attempts_is_failed_visibly(db: psycopg.Connection, servi
     assert status == "failed" and "after 3 attempts" in error
 
 
+COMPLETE = "select public.complete_message_for_reply(%s, %s, %s)"
+
+
 def test_second_completion_returns_the_first_reply(db: psycopg.Connection, service_role: Role) -> None:
     message_id, _ = pending_message(db)
-    complete = "select public.complete_message_for_reply(%s, %s)"
-    first = service_role.execute(complete, (message_id, "first answer"))[0][0]
-    second = service_role.execute(complete, (message_id, "second answer"))[0][0]
+    token = claim(service_role, message_id)["claim_token"]
+    first = service_role.execute(COMPLETE, (message_id, token, "first answer"))[0][0]
+    second = service_role.execute(COMPLETE, (message_id, token, "second answer"))[0][0]
     assert first["content"] == second["content"] == "first answer"
     assert first["reply_id"] == second["reply_id"]
     assert replies_to(db, message_id) == [(first["reply_id"], "first answer")]
@@ -68,16 +71,19 @@ def test_second_completion_returns_the_first_reply(db: psycopg.Connection, servi
 
 def test_failure_never_overrides_a_reply(db: psycopg.Connection, service_role: Role) -> None:
     message_id, _ = pending_message(db)
-    service_role.execute("select public.complete_message_for_reply(%s, 'answer')", (message_id,))
-    assert service_role.execute("select public.fail_message(%s, 'too late')", (message_id,)) == [(False,)]
-    assert message_state(db, message_id) == ("done", None, 0)
+    token = claim(service_role, message_id)["claim_token"]
+    service_role.execute(COMPLETE, (message_id, token, "answer"))
+    assert service_role.execute("select public.fail_message(%s, %s, 'too late')", (message_id, token)) == [(False,)]
+    assert message_state(db, message_id) == ("done", None, 1)
 
 
 def test_release_hands_back_only_the_holders_claim(db: psycopg.Connection, service_role: Role) -> None:
     message_id, _ = pending_message(db)
-    lease = claim(service_role, message_id)["lease_expires_at"]
-    assert service_role.execute("select public.release_message(%s, now())", (message_id,)) == [(False,)]
-    assert service_role.execute("select public.release_message(%s, %s)", (message_id, lease)) == [(True,)]
+    token = claim(service_role, message_id)["claim_token"]
+    release = "select public.release_message(%s, %s)"
+    assert service_role.execute(release, (message_id, "00000000-0000-0000-0000-000000000000")) == [(False,)]
+    assert service_role.execute(release, (message_id, token)) == [(True,)]
+    assert service_role.execute(release, (message_id, token)) == [(False,)]  # a released claim is void
     assert message_state(db, message_id) == ("processing", None, 0)
     stalled = service_role.execute("select id::text from public.list_stalled_messages(3600, 10)")
     assert stalled == [(message_id,)]

@@ -188,8 +188,9 @@ def test_service_role_writes_assistant_rows_and_status(world: dict, db: psycopg.
 @pytest.mark.parametrize("function", [
     "public.claim_message('{message}')",
     "public.fetch_message_context('{message}', 100)",
-    "public.complete_message('{message}', 'x')",
-    "public.fail_message('{message}', 'x')",
+    "public.complete_message_for_reply('{message}', gen_random_uuid(), 'x')",
+    "public.fail_message('{message}', gen_random_uuid(), 'x')",
+    "public.release_message('{message}', gen_random_uuid())",
     "public.list_stalled_messages()",
 ])
 @pytest.mark.parametrize("who", ["a", "anon"])

@@ -8,6 +8,12 @@
 --
 --   select private.configure_message_webhook('https://<your-app>/webhooks/messages', 'whsec_<base64>');
 
+-- pg_net need not be enabled on a project (Supabase's guide has you enable it): enable it here,
+-- before anything refers to `net`, so a database without it fails now, not at the first insert.
+-- Its objects live in schema `net` whatever schema is named; Supabase keeps extensions in
+-- `extensions`.
+create extension if not exists pg_net with schema extensions;
+
 create schema if not exists private;
 revoke all on schema private from public, anon, authenticated;
 
