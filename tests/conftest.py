@@ -199,10 +199,12 @@ def service(stack: LocalStack, state_dir: Path) -> Iterator[ServiceProcess]:
 
 
 @pytest.fixture
-def live_service(service: ServiceProcess, stack: LocalStack) -> ServiceProcess:
-    """The session's service with the database webhook pointed at it."""
+def live_service(service: ServiceProcess, stack: LocalStack) -> Iterator[ServiceProcess]:
+    """The session's service with the database webhook pointed at it, for this test only: rows a
+    later test inserts must not be answered behind its back."""
     stack.configure_webhook(f"{service.url}/webhooks/messages")
-    return service
+    yield service
+    stack.configure_webhook(UNCONFIGURED_WEBHOOK)
 
 
 class FakeModelControl:

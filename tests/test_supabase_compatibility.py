@@ -23,7 +23,7 @@ from tests.conftest import Role, insert_user, scratch_dir
 from tests.test_row_level_security import *  # noqa: F403  the RLS matrix, run again on this database
 
 COMPAT_DATABASE = "supabase_compat"
-REST_DOOR_FUNCTIONS = {"message_outcome", "conversation_history", "list_conversations", "consume_chat_quota"}
+REST_DOOR_FUNCTIONS = {"message_outcome", "conversation_history", "list_conversations", "chat_quota"}
 
 
 @dataclass(frozen=True)
