@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from chat.caller_store import CallerSession
 from chat.errors import (
     ClientMessageConflict,
+    ConversationNotFound,
     DuplicateClientMessage,
     ReplyFailed,
     ReplyTimeout,
@@ -64,7 +65,11 @@ class DirectChat:
 
     @staticmethod
     def _reply_from(message_id: str, outcome: MessageOutcome | None) -> ChatReply:
-        if outcome is None or not outcome.settled:
+        if outcome is None:
+            # The caller's own message is gone: its conversation was deleted before the reply was
+            # written. "It will be answered" (504) would be false; "no such conversation" is true.
+            raise ConversationNotFound(message_id)
+        if not outcome.settled:
             raise ReplyTimeout(message_id)
         if outcome.status == "failed" or outcome.reply_id is None or outcome.reply is None:
             raise ReplyFailed(message_id, outcome.error or "The message could not be answered.")

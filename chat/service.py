@@ -49,6 +49,7 @@ class ChatService:
 
         pipeline = ReplyPipeline(settings, store, ChatModel(settings), on_settled=settled)
         workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
+        pipeline.hand_on = workers.submit
         return cls(
             settings=settings,
             store=store,

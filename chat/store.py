@@ -24,9 +24,19 @@ class ClaimedMessage:
     attempt: int
     claim_token: str  # names this claim in every write; refused once another claim is current
     lease_expires_at: str
-    system_prompt: str | None
+    system_prompt: str | None  # cut to fit the token budget if it was longer (system_prompt_trimmed)
     model: str | None
     context: list[dict[str, str]]
+    system_prompt_trimmed: bool = False
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """Not claimed: an earlier message of its conversation is unanswered. Whoever settles that one
+    is told to answer this one next (next_message_id), so nothing is lost by leaving it."""
+
+    message_id: str
+    waiting_for: str
 
 
 @dataclass(frozen=True)
@@ -34,6 +44,13 @@ class StoredReply:
     reply_id: str
     content: str
     conversation_id: str
+    next_message_id: str | None = None  # the conversation's message to answer now, if any
+
+
+@dataclass(frozen=True)
+class FailedMessage:
+    failed: bool  # False: the claim was stale, nothing changed
+    next_message_id: str | None = None
 
 
 def shared_http_client(settings: Settings) -> httpx.Client:
@@ -58,10 +75,17 @@ class MessageStore:
         self.client = client
 
     def claim_message(
-        self, message_id: str, lease_seconds: int, max_attempts: int, token_budget: int, max_messages: int
-    ) -> ClaimedMessage | None:
-        """Claim the message and read the context that fits `token_budget` (system prompt
-        included), in one round trip."""
+        self,
+        message_id: str,
+        lease_seconds: int,
+        max_attempts: int,
+        token_budget: int,
+        max_messages: int,
+        claim_token: str,
+    ) -> ClaimedMessage | WaitingMessage | None:
+        """Claim the message under `claim_token` (chosen here, so a claim whose answer never
+        arrives can still be released by it) and read the context that fits `token_budget`
+        (system prompt included), in one round trip."""
         row = self._rpc(
             "claim_message_for_reply",
             {
@@ -70,10 +94,13 @@ class MessageStore:
                 "lease_seconds": lease_seconds,
                 "max_attempts": max_attempts,
                 "max_messages": max_messages,
+                "claim_token": claim_token,
             },
         )
         if not row:
             return None
+        if row.get("waiting"):
+            return WaitingMessage(message_id=row["message_id"], waiting_for=row["waiting_for"])
         return ClaimedMessage(
             message_id=row["message_id"],
             conversation_id=row["conversation_id"],
@@ -84,6 +111,7 @@ class MessageStore:
             system_prompt=row.get("system_prompt"),
             model=row.get("model"),
             context=list(row.get("context") or []),
+            system_prompt_trimmed=bool(row.get("system_prompt_trimmed")),
         )
 
     def fetch_context(self, message_id: str, token_budget: int, max_messages: int) -> list[dict[str, str]]:
@@ -121,11 +149,18 @@ class MessageStore:
             return None
         if row.get("reply_id") is None:
             raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
-        return StoredReply(reply_id=row["reply_id"], content=row["content"], conversation_id=row["conversation_id"])
+        return StoredReply(
+            reply_id=row["reply_id"],
+            content=row["content"],
+            conversation_id=row["conversation_id"],
+            next_message_id=row.get("next_message_id"),
+        )
 
-    def fail_message(self, message_id: str, claim_token: str, error: str) -> bool:
-        """Mark the message failed under this claim. False: the claim is stale, nothing changed."""
-        return bool(self._rpc("fail_message", {"message_id": message_id, "claim_token": claim_token, "error": error}))
+    def fail_message(self, message_id: str, claim_token: str, error: str) -> FailedMessage:
+        """Mark the message failed under this claim (failed=False: the claim is stale, nothing
+        changed), and learn which message of the conversation to answer next."""
+        row = self._rpc("fail_message", {"message_id": message_id, "claim_token": claim_token, "error": error})
+        return FailedMessage(failed=bool(row and row.get("failed")), next_message_id=(row or {}).get("next_message_id"))
 
     def release_message(self, message_id: str, claim_token: str) -> bool:
         return bool(self._rpc("release_message", {"message_id": message_id, "claim_token": claim_token}))

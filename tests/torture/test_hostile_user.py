@@ -1,8 +1,8 @@
-"""A hostile user with an ordinary account, replaying what was tried against `make run`: a flood
-of direct inserts from 8 threads (single rows and batches), one request of 500 rows, one of
-1,000 conversations, a 20 MB system prompt, an expensive model, and every way to reset their
-own limit. The limits hold on every path, the model is called exactly once per accepted
-message, and the ledger is clean."""
+"""A hostile user with an ordinary account, replaying what was tried against `make run`: six
+rows in one request (answered in order), a flood of direct inserts from 8 threads (single rows
+and batches), one request of 500 rows, one of 1,000 conversations, a 20 MB system prompt, an
+expensive model, and every way to reset their own limit. The limits hold on every path, the
+model is called exactly once per accepted message, and the ledger is clean."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ pytestmark = pytest.mark.timeout(600)
 
 WINDOW_LIMIT = 40
 THREADS = 8
+SIX = ["one", "two", "three", "four", "five", "six"]
 
 
 def flood(rest: httpx.Client, conversation_id: str, requests_per_thread: int) -> tuple[int, Counter[int]]:
@@ -63,6 +64,10 @@ def test_hostile_user(
     conversation = attacker.new_conversation(title="flood")
     figures: dict[str, object] = {}
 
+    # Six rows in one request (one created_at): answered in their order, each seeing those before.
+    ordered = attacker.new_conversation(title="one..six")
+    assert rest.post("/messages", json=[{"conversation_id": ordered, "content": w} for w in SIX]).status_code == 201
+
     # One request of 500 rows: refused whole, nothing stored, no model call.
     batch = rest.post("/messages", json=[{"conversation_id": conversation, "content": f"b{n}"} for n in range(500)])
     figures["batch500"] = batch.status_code
@@ -71,7 +76,8 @@ def test_hostile_user(
     accepted, statuses = flood(rest, conversation, requests_per_thread=40 if long_run else 12)
     figures.update(requests=sum(statuses.values()), accepted=accepted, refused_429=statuses[429])
     assert set(statuses) <= {201, 429}, statuses
-    assert WINDOW_LIMIT - 4 <= accepted <= WINDOW_LIMIT  # a refused batch of 5 may leave up to 4 unused
+    room = WINDOW_LIMIT - len(SIX)
+    assert room - 4 <= accepted <= room  # a refused batch of 5 may leave up to 4 unused
 
     # Every way to reset or raise the limit, as that user.
     attempts = {
@@ -95,10 +101,13 @@ def test_hostile_user(
     with psycopg.connect(torture_url, autocommit=True) as db:
         stored = db.execute("select count(*), max(char_length(system_prompt)), max(model) from public.conversations"
                             " where user_id = %s", (attacker.user_id,)).fetchone()
-    assert tuple(stored) == (1, None, None)
+    assert tuple(stored) == (2, None, None)  # "flood" and "one..six", untouched
 
     result = settle_and_account(torture_url, "hostile-user", services=[service], deadline_seconds=120)
     model_calls = len(fake.requests())
-    result.extra.update({**figures, "model_calls": model_calls})
+    prompts = {r["messages"][-1]["content"]: [m["content"] for m in r["messages"]] for r in fake.requests()}
+    in_order = all(prompts[word] == [x for w in SIX[:n] for x in (w, f"Echo: {w}")] + [word] for n, word in enumerate(SIX))
+    result.extra.update({**figures, "model_calls": model_calls, "six_in_order": in_order})
     result.assert_clean()
-    assert result.messages == accepted == model_calls
+    assert result.messages == accepted + len(SIX) == model_calls
+    assert in_order, {word: prompts[word] for word in SIX}
