@@ -36,8 +36,10 @@ WORKDIR /app
 COPY gunicorn.conf.py Procfile ./
 COPY server/ ./server/
 COPY chat/ ./chat/
+COPY adapters/ ./adapters/
 COPY api/ ./api/
 COPY webhook/ ./webhook/
+COPY doors/ ./doors/
 RUN python -m compileall -q /app
 
 USER app

@@ -27,10 +27,12 @@ lint: install
 	$(VENV)/bin/mypy
 
 ## Every benchmark figure in one run (about 10 minutes on 2 cores): prints a table, writes
-## bench/results/latest.json and bench/results/latency.png. `make bench BENCH_ARGS=--quick` for a smoke run.
+## bench/results/latest.json and bench/results/latency.png, then the Realtime figures
+## (bench/results/realtime.json). `make bench BENCH_ARGS=--quick` for a smoke run.
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	$(PY) -m bench $(BENCH_ARGS)
+	$(PY) -m bench.realtime $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -36,7 +36,9 @@ RELEASE_MARGIN_SECONDS = 2.0
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    service = worker.wsgi.extensions["chat"]
+    from doors.service import chat_service  # in the worker, after the app is loaded
+
+    service = chat_service(worker.wsgi)
     service.start()
     gunicorn_handler = signal.getsignal(signal.SIGTERM)
 
@@ -49,12 +51,14 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
 
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    from doors.service import chat_service
+
     wsgi = getattr(worker, "wsgi", None)
     if wsgi is None:
         return
     started = getattr(worker, "shutdown_started_at", time.monotonic())
     remaining = graceful_timeout - (time.monotonic() - started) - RELEASE_MARGIN_SECONDS
-    if wsgi.extensions["chat"].finish_shutdown(max(remaining, 0.0)):
+    if chat_service(wsgi).finish_shutdown(max(remaining, 0.0)):
         # Generations were handed back: waiting for their threads would only end in the master's
         # SIGKILL. Leave now; any reply they still write is deduplicated by reply_to.
         os._exit(0)

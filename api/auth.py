@@ -7,14 +7,13 @@ exp, aud ("authenticated") and iss (the project's auth URL) are all required."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 from flask import request
 
+from chat.caller import Caller
 from chat.errors import StoreUnavailable
-from chat.settings import Settings
 
 ASYMMETRIC_ALGORITHMS = ("ES256", "RS256", "EdDSA")
 AUDIENCE = "authenticated"
@@ -24,22 +23,28 @@ class InvalidToken(Exception):
     """No usable bearer token: missing, malformed, forged, expired or for another audience."""
 
 
-@dataclass(frozen=True)
-class Caller:
-    user_id: str
-    access_token: str
+class SigningKeys(Protocol):
+    """The project's published keys by id: jwt.PyJWKClient in production (fetched and cached)."""
+
+    def get_signing_key(self, kid: str) -> jwt.PyJWK: ...
+
+
+def project_signing_keys(supabase_url: str, cache_seconds: int) -> jwt.PyJWKClient:
+    """The project's JWKS, cached; a key id not in the cache fetches again (key rotation)."""
+    return jwt.PyJWKClient(
+        f"{auth_issuer(supabase_url)}/.well-known/jwks.json", cache_keys=True, lifespan=max(cache_seconds, 1), timeout=5
+    )
+
+
+def auth_issuer(supabase_url: str) -> str:
+    return f"{supabase_url}/auth/v1"
 
 
 class TokenVerifier:
-    def __init__(self, settings: Settings) -> None:
-        self.issuer = f"{settings.supabase_url}/auth/v1"
-        self.jwks = jwt.PyJWKClient(
-            f"{self.issuer}/.well-known/jwks.json",
-            cache_keys=True,
-            lifespan=max(settings.jwks_cache_seconds, 1),
-            timeout=5,
-        )
-        self.legacy_secret = settings.supabase_jwt_secret.get_secret_value() if settings.supabase_jwt_secret else None
+    def __init__(self, issuer: str, signing_keys: SigningKeys, legacy_secret: str | None = None) -> None:
+        self.issuer = issuer
+        self.jwks = signing_keys
+        self.legacy_secret = legacy_secret or None
 
     def verify(self, token: str) -> Caller:
         try:

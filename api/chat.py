@@ -3,39 +3,28 @@ Realtime. Authenticate, validate, hand to the domain, shape the answer."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
-from api.auth import Caller, bearer_token
 from api.errors import register_api_errors
-from api.requests import conversation_id_from_path, json_body, query
+from api.requests import authenticated, conversation_id_from_path, current_caller, json_body, query
 from api.schemas import ChatMessageIn, PageQuery
-from chat.service import ChatService
+from doors.service import chat_service
 
 chat_api = Blueprint("chat_api", __name__, url_prefix="/api")
 register_api_errors(chat_api)
 
 
-def service() -> ChatService:
-    chat: ChatService = current_app.extensions["chat"]
-    return chat
-
-
-def authenticated_caller() -> Caller:
-    caller: Caller = current_app.extensions["token_verifier"].verify(bearer_token())
-    return caller
-
-
 @chat_api.post("/chat/<conversation_id>")
+@authenticated
 def send_message(conversation_id: str) -> ResponseReturnValue:
-    caller = authenticated_caller()
     conversation_id = conversation_id_from_path(conversation_id)
-    body = json_body(ChatMessageIn, service().settings)
-    if body.user_id is not None and body.user_id != caller.user_id:
+    body = json_body(ChatMessageIn)
+    if body.user_id is not None and body.user_id != current_caller().user_id:
         raise Forbidden("user_id must be your own; it is taken from your access token.")
-    reply = service().direct_chat.send(
-        service().callers.as_caller(caller.access_token),
+    reply = chat_service().send_message(
+        current_caller(),
         conversation_id,
         body.message,
         str(body.client_message_id) if body.client_message_id else None,
@@ -49,11 +38,11 @@ def send_message(conversation_id: str) -> ResponseReturnValue:
 
 
 @chat_api.get("/chat/<conversation_id>/history")
+@authenticated
 def history(conversation_id: str) -> ResponseReturnValue:
-    caller = authenticated_caller()
     conversation_id = conversation_id_from_path(conversation_id)
     page = query(PageQuery)
-    result = service().callers.as_caller(caller.access_token).history(
+    result = chat_service().caller_store(current_caller()).conversation_history(
         conversation_id, str(page.before) if page.before else None, page.limit
     )
     return jsonify(conversation_id=conversation_id, **result)

@@ -5,42 +5,42 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from api.chat import authenticated_caller, service
 from api.errors import register_api_errors
-from api.requests import conversation_id_from_path, json_body, query
+from api.requests import authenticated, conversation_id_from_path, current_caller, json_body, query
 from api.schemas import ConversationIn, PageQuery
+from chat.ports import CallerStore
+from doors.service import chat_service
 
 conversations_api = Blueprint("conversations_api", __name__, url_prefix="/api/conversations")
 register_api_errors(conversations_api)
 
 
+def callers_store() -> CallerStore:
+    return chat_service().caller_store(current_caller())
+
+
 @conversations_api.post("")
+@authenticated
 def create_conversation() -> ResponseReturnValue:
-    caller = authenticated_caller()
-    fields = json_body(ConversationIn, service().settings).model_dump(exclude_none=True)
-    return jsonify(service().callers.as_caller(caller.access_token).create_conversation(fields)), 201
+    fields = json_body(ConversationIn).model_dump(exclude_none=True)
+    return jsonify(callers_store().create_conversation(fields)), 201
 
 
 @conversations_api.get("")
+@authenticated
 def list_conversations() -> ResponseReturnValue:
-    caller = authenticated_caller()
     page = query(PageQuery)
-    result = service().callers.as_caller(caller.access_token).list_conversations(
-        str(page.before) if page.before else None, page.limit
-    )
-    return jsonify(result)
+    return jsonify(callers_store().list_conversations(str(page.before) if page.before else None, page.limit))
 
 
 @conversations_api.get("/<conversation_id>")
+@authenticated
 def get_conversation(conversation_id: str) -> ResponseReturnValue:
-    caller = authenticated_caller()
-    conversation_id = conversation_id_from_path(conversation_id)
-    return jsonify(service().callers.as_caller(caller.access_token).get_conversation(conversation_id))
+    return jsonify(callers_store().get_conversation(conversation_id_from_path(conversation_id)))
 
 
 @conversations_api.delete("/<conversation_id>")
+@authenticated
 def delete_conversation(conversation_id: str) -> ResponseReturnValue:
-    caller = authenticated_caller()
-    conversation_id = conversation_id_from_path(conversation_id)
-    service().callers.as_caller(caller.access_token).delete_conversation(conversation_id)
+    callers_store().delete_conversation(conversation_id_from_path(conversation_id))
     return "", 204

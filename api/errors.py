@@ -15,10 +15,11 @@ from chat.errors import (
     RateLimited,
     ReplyFailed,
     ReplyTimeout,
+    StoreRejected,
     StoreUnavailable,
 )
 from chat.logging import get_logger
-from server.errors import error_response
+from doors.errors import error_response
 
 logger = get_logger(__name__)
 
@@ -83,3 +84,8 @@ def register_api_errors(blueprint: Blueprint) -> None:
         response.headers["Retry-After"] = "5"
         return response
 
+    @blueprint.errorhandler(StoreRejected)
+    def store_rejected(error: StoreRejected) -> Response:
+        # Our fault (code and schema disagree), not Supabase's: no Retry-After, and logged for us.
+        logger.error("supabase refused a request", reason=str(error))
+        return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")

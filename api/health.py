@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from chat.errors import StoreUnavailable
-from server.errors import error_response
+from doors.errors import error_response
+from doors.service import chat_service
 
 health = Blueprint("health", __name__)
 
@@ -22,7 +23,7 @@ def healthz() -> ResponseReturnValue:
 @health.get("/readyz")
 def readyz() -> ResponseReturnValue:
     try:
-        current_app.extensions["chat"].store.ping()
+        chat_service().check_ready()
     except StoreUnavailable as error:
         return error_response(503, "not_ready", f"Supabase is not reachable: {error}")
     return jsonify(status="ready")

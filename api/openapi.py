@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from api.requests import rest_door
 from api.schemas import ChatMessageIn, ConversationIn
 
 openapi = Blueprint("openapi", __name__)
@@ -224,4 +225,4 @@ def document(offered_models: list[str]) -> dict[str, Any]:
 
 @openapi.get("/openapi.json")
 def openapi_json() -> ResponseReturnValue:
-    return jsonify(document(current_app.extensions["chat"].settings.offered_models))
+    return jsonify(document(list(rest_door().offered_models)))

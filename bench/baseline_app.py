@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import openai
@@ -30,13 +30,15 @@ from postgrest.types import ReturnMethod
 from supabase import Client, ClientOptions, create_client
 
 from chat.logging import configure_logging
+from chat.service import ChatService
+from doors.service import install_chat_service
 
 HISTORY_LIMIT = int(os.environ.get("CONTEXT_MAX_MESSAGES", "200"))  # the service's own limit, for a like-for-like read
 
 
 class NoBackgroundWork:
     """gunicorn.conf.py's hooks start and stop the service's background work through
-    ``app.extensions["chat"]``; the baseline has none, so it answers them with nothing."""
+    ``doors.service.chat_service``; the baseline has none, so it answers them with nothing."""
 
     def start(self) -> None:
         """Nothing runs in the background until a request saves its messages."""
@@ -62,7 +64,7 @@ def supabase_client() -> Client:
 def create_app() -> Flask:
     configure_logging("json", os.environ.get("LOG_LEVEL", "INFO"))  # the same access log filter as the service
     app = Flask(__name__)
-    app.extensions["chat"] = NoBackgroundWork()
+    install_chat_service(app, cast(ChatService, NoBackgroundWork()))
     supabase = supabase_client()
     model = openai.OpenAI(
         api_key=os.environ["OPENAI_API_KEY"],

@@ -3,7 +3,7 @@
 
 Conversations are seeded straight in SQL with generate_series (alternating user questions and
 assistant answers, ~200 characters each, the reply_to links a real conversation has), then the
-service's own MessageStore.fetch_context is timed through the gateway with the service role, as
+service's own SQL function fetch_message_context is timed through the gateway with the service role, as
 the service calls it. Calls alternate between sizes so drift hits them all alike; the figure is
 the median. The same SQL function is also timed directly in Postgres, to tell the database's
 share from the HTTP round trip's.
@@ -25,12 +25,13 @@ import time
 from typing import Any
 
 import psycopg
+from supabase import Client
 
+from adapters.message_store import service_client, shared_http_client
 from bench.config import BenchConfig
 from bench.fixtures import VirtualUser
 from bench.harness import BenchEnvironment
 from chat.settings import load_settings
-from chat.store import MessageStore, service_client, shared_http_client
 
 WARMUP_CALLS = 3
 
@@ -96,8 +97,10 @@ def run(environment: BenchEnvironment, config: BenchConfig, users: list[VirtualU
         conn.execute("analyze public.messages")
         in_database = time_in_database(conn, targets, budget, limit, config.history_calls)
         plan = scan_kinds(conn.execute(PLAN_SQL, {"message": targets[max(targets)], "limit": limit}).fetchone())
-    store = MessageStore(service_client(settings, shared_http_client(settings)))
-    through_gateway, returned = time_through_gateway(store, targets, budget, limit, config.history_calls)
+    client = service_client(
+        settings.supabase_url, settings.supabase_service_role_key.get_secret_value(), shared_http_client(64)
+    )
+    through_gateway, returned = time_through_gateway(client, targets, budget, limit, config.history_calls)
     smallest, largest = min(targets), max(targets)
     result: dict[str, Any] = {
         "token_budget": budget,
@@ -127,19 +130,26 @@ def run(environment: BenchEnvironment, config: BenchConfig, users: list[VirtualU
 
 
 def time_through_gateway(
-    store: MessageStore, targets: dict[int, str], budget: int, limit: int, calls: int
+    client: Client, targets: dict[int, str], budget: int, limit: int, calls: int
 ) -> tuple[dict[int, list[float]], dict[int, int]]:
     timings: dict[int, list[float]] = {size: [] for size in targets}
     returned: dict[int, int] = {}
     for call in range(WARMUP_CALLS + calls):
         for size, message_id in targets.items():
             started = time.perf_counter()
-            context = store.fetch_context(message_id, budget, limit)
+            context = fetch_message_context(client, message_id, budget, limit)
             elapsed = (time.perf_counter() - started) * 1000
             if call >= WARMUP_CALLS:
                 timings[size].append(elapsed)
             returned[size] = len(context)
     return timings, returned
+
+
+def fetch_message_context(client: Client, message_id: str, budget: int, limit: int) -> list[dict[str, str]]:
+    """The SQL function claim_message_for_reply builds its context with, called as the service does."""
+    params = {"message_id": message_id, "token_budget": budget, "max_messages": limit}
+    rows: Any = client.rpc("fetch_message_context", params).execute().data
+    return list(rows or [])
 
 
 def time_in_database(

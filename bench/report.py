@@ -107,7 +107,7 @@ def memory_table(memory: dict[str, Any]) -> list[str]:
 
 
 def history_table(history: dict[str, Any]) -> list[str]:
-    lines = ["", f"5. Context building: MessageStore.fetch_context through the gateway, median of {history['calls']} calls (ms);"
+    lines = ["", f"5. Context building: fetch_message_context through the gateway, median of {history['calls']} calls (ms);"
              f" plus {history['background_conversations']:,} small background conversations",
              "   messages  in context   median      p95   SQL alone (median)"]
     for entry in history["sizes"]:

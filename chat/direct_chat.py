@@ -7,7 +7,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from chat.caller_store import CallerSession
 from chat.errors import (
     ClientMessageConflict,
     ConversationNotFound,
@@ -16,7 +15,7 @@ from chat.errors import (
     ReplyTimeout,
 )
 from chat.outcome import MessageOutcome
-from chat.settings import Settings
+from chat.ports import CallerStore
 from chat.waiter import ReplyWaiter
 
 
@@ -29,38 +28,38 @@ class ChatReply:
 
 
 class DirectChat:
-    def __init__(self, settings: Settings, waiter: ReplyWaiter) -> None:
-        self.settings = settings
+    def __init__(self, waiter: ReplyWaiter, *, reply_timeout_seconds: float) -> None:
         self.waiter = waiter
+        self.reply_timeout_seconds = reply_timeout_seconds
 
     def send(
-        self, caller: CallerSession, conversation_id: str, content: str, client_message_id: str | None
+        self, store: CallerStore, conversation_id: str, content: str, client_message_id: str | None
     ) -> ChatReply:
         """Quotas are the database's: the insert is refused (RateLimited) like any other insert."""
         message_id = str(uuid.uuid4())
         with self.waiter.expect(message_id) as expectation:
             try:
-                caller.insert_message(message_id, conversation_id, content, client_message_id)
+                store.insert_message(message_id, conversation_id, content, client_message_id)
             except DuplicateClientMessage:
                 assert client_message_id is not None
-                return self._retried(caller, conversation_id, client_message_id)
-            expectation.wait(self.settings.chat_reply_timeout_seconds)
-            outcome = expectation.outcome or caller.message_outcome(message_id)
+                return self._retried(store, conversation_id, client_message_id)
+            expectation.wait(self.reply_timeout_seconds)
+            outcome = expectation.outcome or store.message_outcome(message_id)
         return self._reply_from(message_id, outcome)
 
-    def _retried(self, caller: CallerSession, conversation_id: str, client_message_id: str) -> ChatReply:
+    def _retried(self, store: CallerStore, conversation_id: str, client_message_id: str) -> ChatReply:
         """A retry of a request that already inserted its message: answer with that message's reply."""
-        existing = caller.find_client_message(client_message_id)
+        existing = store.find_client_message(client_message_id)
         if existing is None or existing[1] != conversation_id:
             raise ClientMessageConflict(client_message_id)
         message_id = existing[0]
-        outcome = caller.message_outcome(message_id)
+        outcome = store.message_outcome(message_id)
         if outcome is None or not outcome.settled:
             with self.waiter.expect(message_id) as expectation:
-                outcome = caller.message_outcome(message_id)  # it may have settled while we registered
+                outcome = store.message_outcome(message_id)  # it may have settled while we registered
                 if outcome is None or not outcome.settled:
-                    expectation.wait(self.settings.chat_reply_timeout_seconds)
-                    outcome = expectation.outcome or caller.message_outcome(message_id)
+                    expectation.wait(self.reply_timeout_seconds)
+                    outcome = expectation.outcome or store.message_outcome(message_id)
         return self._reply_from(message_id, outcome)
 
     @staticmethod

@@ -1,5 +1,6 @@
-"""The domain's named failures. The doors map them to HTTP in one place each; the pipeline
-turns the model's into a message the user reads on the failed row."""
+"""The domain's named failures. adapters/postgrest_errors.py translates database codes into
+them; the doors map them to HTTP in one place each; the pipeline turns the model's into a
+message the user reads on the failed row."""
 
 from __future__ import annotations
 
@@ -25,7 +26,12 @@ class ModelRejected(ModelError):
 
 
 class StoreUnavailable(ChatError):
-    """Supabase could not be reached or answered with a server error."""
+    """Supabase could not be reached or answered with a server error: worth trying again."""
+
+
+class StoreRejected(ChatError):
+    """Supabase refused a request for a reason no retry fixes (a missing function, a schema that
+    does not match the code): a fault on our side, never the caller's."""
 
 
 class ClaimSuperseded(ChatError):

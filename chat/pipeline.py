@@ -25,16 +25,16 @@ import structlog
 from chat.context import build_prompt
 from chat.errors import ClaimSuperseded, ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
-from chat.model import ChatModel
 from chat.outcome import MessageOutcome
-from chat.settings import Settings
-from chat.store import ClaimedMessage, MessageStore, WaitingMessage
+from chat.ports import ChatModel, ClaimedMessage, MessageStore, WaitingMessage
 
 logger = get_logger(__name__)
 INTERNAL_ERROR_MESSAGE = "Something went wrong while answering this message. Please send it again."
 
 
-class Outcome(enum.Enum):
+class AnswerResult(enum.Enum):
+    """What one `answer` call did (how the message ended is a MessageOutcome, for waiters)."""
+
     ANSWERED = "answered"
     FAILED = "failed"
     NOT_CLAIMED = "not_claimed"  # someone else has it, or it is already settled
@@ -45,15 +45,26 @@ class Outcome(enum.Enum):
 class ReplyPipeline:
     def __init__(
         self,
-        settings: Settings,
         store: MessageStore,
         model: ChatModel,
+        *,
+        default_model: str,
+        lease_seconds: int,
+        max_attempts: int,
+        context_token_budget: int,
+        context_max_messages: int,
+        offered_models: list[str] | None = None,
         on_settled: Callable[[str, MessageOutcome | None], None] | None = None,
         hand_on: Callable[[str], bool] | None = None,
     ) -> None:
-        self.settings = settings
         self.store = store
         self.model = model
+        self.default_model = default_model  # for conversations that name no model
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.context_token_budget = context_token_budget
+        self.context_max_messages = context_max_messages
+        self.offered_models = offered_models or [default_model]  # the operator's allowlist
         self.on_settled = on_settled
         self.hand_on = hand_on  # queues the next message of a conversation (the workers' submit)
         self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
@@ -64,30 +75,30 @@ class ReplyPipeline:
         with self._claims_lock:
             return dict(self._active_claims)
 
-    def answer(self, message_id: str) -> Outcome:
+    def answer(self, message_id: str) -> AnswerResult:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             claim_token = str(uuid.uuid4())
             try:
-                claim = self.store.claim_message(
+                claim = self.store.claim_message_for_reply(
                     message_id,
-                    self.settings.lease_seconds,
-                    self.settings.max_attempts,
-                    self.settings.context_token_budget,
-                    self.settings.context_max_messages,
+                    self.lease_seconds,
+                    self.max_attempts,
+                    self.context_token_budget,
+                    self.context_max_messages,
                     claim_token,
                 )
             except StoreUnavailable as error:
                 logger.warning("could not claim message", reason=str(error))
                 self._release_unknown_claim(message_id, claim_token)
-                return Outcome.DEFERRED
+                return AnswerResult.DEFERRED
             if isinstance(claim, WaitingMessage):
                 logger.info("message waits for an earlier one of its conversation", waiting_for=claim.waiting_for)
-                return Outcome.WAITING
+                return AnswerResult.WAITING
             if claim is None:
                 # Held by another attempt, or settled: either way not ours to announce. A waiter
                 # woken now would read "processing"; the one who settles it tells the waiters.
                 logger.info("message not claimable; skipped")
-                return Outcome.NOT_CLAIMED
+                return AnswerResult.NOT_CLAIMED
             with self._claims_lock:
                 self._active_claims[message_id] = claim.claim_token
             try:
@@ -107,16 +118,16 @@ class ReplyPipeline:
         except StoreUnavailable as error:
             logger.warning("could not release an uncertain claim; its lease will expire", reason=str(error))
 
-    def _answer_claimed(self, claim: ClaimedMessage) -> Outcome:
+    def _answer_claimed(self, claim: ClaimedMessage) -> AnswerResult:
         try:
             return self._generate_and_store(claim)
         except StoreUnavailable as error:
             logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
-            return Outcome.DEFERRED
+            return AnswerResult.DEFERRED
         except ClaimSuperseded as error:
             # Not settled: the current attempt will settle it and tell the waiters then.
             logger.warning("claim superseded while generating; reply dropped", reason=str(error))
-            return Outcome.NOT_CLAIMED
+            return AnswerResult.NOT_CLAIMED
         except ModelError as error:
             logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
             return self._fail(claim, error.user_message)
@@ -124,27 +135,25 @@ class ReplyPipeline:
             logger.exception("unexpected error answering message; marking it failed")
             return self._fail(claim, INTERNAL_ERROR_MESSAGE)
 
-    def _generate_and_store(self, claim: ClaimedMessage) -> Outcome:
-        model_name = claim.model or self.settings.openai_model
-        if model_name not in self.settings.offered_models:
+    def _generate_and_store(self, claim: ClaimedMessage) -> AnswerResult:
+        model_name = claim.model or self.default_model
+        if model_name not in self.offered_models:
             # Written while it was offered, retired since: never call a model the operator dropped.
             raise ModelRejected(
                 f"The model '{model_name[:100]}' is no longer offered here. Choose another model for this "
                 "conversation (or none, for the default) and send the message again."
             )
         if claim.system_prompt_trimmed:
-            logger.info("system prompt cut to fit the token budget", budget=self.settings.context_token_budget)
+            logger.info("system prompt cut to fit the token budget", budget=self.context_token_budget)
         started = time.perf_counter()
         reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()
-        stored = self.store.complete_message(
-            claim.message_id, claim.claim_token, reply.content, reply.model, reply.prompt_tokens, reply.completion_tokens
-        )
+        stored = self.store.complete_message_for_reply(claim, reply)
         stored_at = time.perf_counter()
         if stored is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
             self._settled(claim.message_id, None)
-            return Outcome.NOT_CLAIMED
+            return AnswerResult.NOT_CLAIMED
         logger.info(
             "message answered",
             reply_id=stored.reply_id,
@@ -158,22 +167,22 @@ class ReplyPipeline:
             MessageOutcome(claim.message_id, stored.conversation_id, "done", None, stored.reply_id, stored.content),
         )
         self._hand_on(stored.next_message_id)
-        return Outcome.ANSWERED
+        return AnswerResult.ANSWERED
 
-    def _fail(self, claim: ClaimedMessage, user_message: str) -> Outcome:
+    def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
         try:
-            result = self.store.fail_message(claim.message_id, claim.claim_token, user_message)
+            result = self.store.fail_message(claim, user_message)
         except StoreUnavailable as error:
             logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
-            return Outcome.DEFERRED
+            return AnswerResult.DEFERRED
         self._hand_on(result.next_message_id)
         if not result.failed:
             # Our claim is stale: another attempt holds or settled the message, and tells the waiters.
             logger.warning("claim superseded; failure not recorded")
-            return Outcome.NOT_CLAIMED
+            return AnswerResult.NOT_CLAIMED
         outcome = MessageOutcome(claim.message_id, claim.conversation_id, "failed", user_message, None, None)
         self._settled(claim.message_id, outcome)
-        return Outcome.FAILED
+        return AnswerResult.FAILED
 
     def _hand_on(self, next_message_id: str | None) -> None:
         """Queue the conversation's next message now that this one is settled. Refused (workers full

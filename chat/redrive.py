@@ -8,8 +8,7 @@ import threading
 
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
-from chat.settings import Settings
-from chat.store import MessageStore
+from chat.ports import MessageStore
 from chat.workers import ReplyWorkers
 
 logger = get_logger(__name__)
@@ -17,17 +16,18 @@ SWEEP_BATCH = 100
 
 
 class RedriveSweep:
-    def __init__(self, settings: Settings, store: MessageStore, workers: ReplyWorkers) -> None:
-        self.settings = settings
+    def __init__(self, store: MessageStore, workers: ReplyWorkers, *, interval_seconds: float, grace_seconds: int) -> None:
         self.store = store
         self.workers = workers
+        self.interval_seconds = interval_seconds  # 0 turns the background sweep off
+        self.grace_seconds = grace_seconds  # how old a pending message must be: younger ones have a webhook in flight
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def sweep_once(self) -> int:
         """Hand stalled messages to the workers; returns how many were handed over."""
         try:
-            stalled = self.store.list_stalled_messages(self.settings.redrive_grace_seconds, SWEEP_BATCH)
+            stalled = self.store.list_stalled_messages(self.grace_seconds, SWEEP_BATCH)
         except StoreUnavailable as error:
             logger.warning("re-drive sweep could not reach the store", reason=str(error))
             return 0
@@ -41,7 +41,7 @@ class RedriveSweep:
         return handed
 
     def start(self) -> None:
-        if self.settings.redrive_interval_seconds <= 0 or self._thread is not None:
+        if self.interval_seconds <= 0 or self._thread is not None:
             return
         self._thread = threading.Thread(target=self._loop, name="redrive-sweep", daemon=True)
         self._thread.start()
@@ -58,5 +58,5 @@ class RedriveSweep:
                 self.sweep_once()
             except Exception:
                 logger.exception("re-drive sweep failed; will try again")
-            if self._stop.wait(self.settings.redrive_interval_seconds):
+            if self._stop.wait(self.interval_seconds):
                 return

@@ -1,33 +1,43 @@
-"""The domain assembled for one process: store, model, pipeline, workers, sweep and the reply
-waiter, built from settings once and shared by both doors."""
+"""The domain assembled for one process, as the doors see it: a few verbs (take a delivery, send
+a message for a caller, open the caller's store, say whether we are ready) and the process's
+lifecycle (start after the fork, shut down on SIGTERM). The doors never reach into its parts.
+
+server/wiring.py builds it from settings with the real adapters; tests build it on in-memory
+fakes (tests/support/fakes.py)."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-from chat.caller_store import CallerStore
-from chat.direct_chat import DirectChat
+from chat.caller import Caller
+from chat.direct_chat import ChatReply, DirectChat
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
-from chat.model import ChatModel
 from chat.model_allowlist import ModelAllowlist
-from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
+from chat.ports import CallerStore, CallerStoreFactory, MessageStore
 from chat.redrive import RedriveSweep
-from chat.settings import Settings
 from chat.siblings import SiblingNotifier
-from chat.store import MessageStore, service_client, shared_http_client
 from chat.waiter import ReplyWaiter
 from chat.workers import ReplyWorkers
 
 logger = get_logger(__name__)
 
 
+class Delivery(enum.Enum):
+    """What became of a webhook delivery. Anything but ACCEPTED leaves the message pending, for
+    the re-drive sweep of this or another instance."""
+
+    ACCEPTED = "accepted"
+    BUSY = "busy"  # every reply worker and queue slot is taken
+    SHUTTING_DOWN = "shutting_down"  # SIGTERM: this instance takes no new work
+
+
 @dataclass
 class ChatService:
-    settings: Settings
     store: MessageStore
-    callers: CallerStore
+    open_caller_store: CallerStoreFactory
     pipeline: ReplyPipeline
     workers: ReplyWorkers
     sweep: RedriveSweep
@@ -36,32 +46,25 @@ class ChatService:
     siblings: SiblingNotifier
     models: ModelAllowlist
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> ChatService:
-        http = shared_http_client(settings)
-        store = MessageStore(service_client(settings, http))
-        waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
-        siblings = SiblingNotifier(on_settled=waiter.notify)
+    def accept_delivery(self, message_id: str) -> Delivery:
+        """Hand a user message to the reply workers, or say why not (the door answers 503)."""
+        if not self.workers.accepting:
+            return Delivery.SHUTTING_DOWN
+        if not self.workers.submit(message_id):
+            return Delivery.BUSY
+        return Delivery.ACCEPTED
 
-        def settled(message_id: str, outcome: MessageOutcome | None) -> None:
-            waiter.notify(message_id, outcome)
-            siblings.broadcast(message_id)
+    def caller_store(self, caller: Caller) -> CallerStore:
+        """The database as this verified caller sees it, under row-level security."""
+        return self.open_caller_store(caller)
 
-        pipeline = ReplyPipeline(settings, store, ChatModel(settings), on_settled=settled)
-        workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
-        pipeline.hand_on = workers.submit
-        return cls(
-            settings=settings,
-            store=store,
-            callers=CallerStore(settings, http),
-            pipeline=pipeline,
-            workers=workers,
-            sweep=RedriveSweep(settings, store, workers),
-            waiter=waiter,
-            direct_chat=DirectChat(settings, waiter),
-            siblings=siblings,
-            models=ModelAllowlist(store, settings.offered_models),
-        )
+    def send_message(self, caller: Caller, conversation_id: str, content: str, client_message_id: str | None) -> ChatReply:
+        """Insert the message as the caller and wait for the pipeline's reply (see DirectChat)."""
+        return self.direct_chat.send(self.caller_store(caller), conversation_id, content, client_message_id)
+
+    def check_ready(self) -> None:
+        """Raise StoreUnavailable unless Supabase answers with our schema in place."""
+        self.store.ping()
 
     def start(self) -> None:
         """Start the background work; gunicorn calls this once per worker process, after the fork."""

@@ -6,6 +6,7 @@ surfacing as a confusing failure on the first message.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -75,8 +76,15 @@ class Settings(BaseSettings):
     @field_validator("webhook_secret")
     @classmethod
     def _standard_webhook_secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().startswith("whsec_"):
+        secret = value.get_secret_value()
+        if not secret.startswith("whsec_"):
             raise ValueError("must be a Standard Webhooks secret starting with whsec_")
+        try:  # decoded once at start-up, by the webhook door's verifier, as Standard Webhooks does
+            key = base64.b64decode(secret.removeprefix("whsec_") + "==")
+        except ValueError:
+            raise ValueError("must be whsec_ followed by the secret in base64") from None
+        if not key:
+            raise ValueError("must be whsec_ followed by the secret in base64, not empty")
         return value
 
     @property

@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.outcome import MessageOutcome
-from chat.store import MessageStore
+from chat.ports import MessageStore
 
 logger = get_logger(__name__)
 
 
 class Expectation:
-    """One caller waiting for one message."""
+    """One request waiting for one message."""
 
     def __init__(self) -> None:
         self._event = threading.Event()

@@ -30,7 +30,7 @@ ACCEPTED_ALGORITHMS = ["ES256", "HS256"]
 VERIFIED_CACHE_SIZE = 10_000
 
 
-class InvalidToken(Exception):
+class JwtRefused(Exception):
     """The bearer token is malformed, forged, expired or signed by a key we do not hold."""
 
 
@@ -97,19 +97,19 @@ class JwtKeys:
             algorithm = header.get("alg")
             if algorithm == "ES256":
                 if header.get("kid") not in (None, self.key_id):
-                    raise InvalidToken("No suitable key or wrong key type")
+                    raise JwtRefused("No suitable key or wrong key type")
                 key: Any = self.signing_key.public_key()
             elif algorithm == "HS256":
                 key = self.legacy_secret
             else:
-                raise InvalidToken(f"Wrong or unsupported encoding algorithm: {algorithm}")
+                raise JwtRefused(f"Wrong or unsupported encoding algorithm: {algorithm}")
             claims: dict[str, Any] = jwt.decode(
                 token, key, algorithms=ACCEPTED_ALGORITHMS, options={"verify_aud": False, "require": ["exp"]}
             )
         except jwt.ExpiredSignatureError as error:
-            raise InvalidToken("JWT expired") from error
+            raise JwtRefused("JWT expired") from error
         except jwt.PyJWTError as error:
-            raise InvalidToken(str(error) or "Invalid JWT") from error
+            raise JwtRefused(str(error) or "Invalid JWT") from error
         return claims
 
     def jwks(self) -> dict[str, Any]:

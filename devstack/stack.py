@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psycopg
 
-from devstack.fake_openai import create_app as create_fake_openai
+from devstack.fake_openai import create_fake_openai
 from devstack.gateway.app import create_gateway
 from devstack.keys import JwtKeys
 from devstack.migrate import prepare_database
@@ -55,6 +55,11 @@ class LocalStack:
     def api_url(self) -> str:
         assert self.gateway is not None
         return self.gateway.url
+
+    @property
+    def realtime_url(self) -> str:
+        """What supabase-js derives from the API URL: ws://host:port/realtime/v1."""
+        return self.api_url.replace("http://", "ws://", 1) + "/realtime/v1"
 
     @property
     def model_url(self) -> str:
@@ -131,6 +136,7 @@ class LocalStack:
         return "\n".join(
             [
                 f"         API URL: {self.api_url}",
+                f"    Realtime URL: {self.realtime_url}",
                 f"          DB URL: {self.database_url}",
                 f"        JWKS URL: {self.api_url}/auth/v1/.well-known/jwks.json",
                 f"      JWT secret: {self.keys.legacy_secret}",

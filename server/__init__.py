@@ -1,4 +1,4 @@
-"""The application factory: the one place where the doors and the domain are wired together."""
+"""The application factory: the one place where the doors, the domain and the adapters are wired."""
 
 from __future__ import annotations
 
@@ -10,22 +10,32 @@ import structlog
 from flask import Flask, Response, request
 from flask_cors import CORS
 
-from api.auth import TokenVerifier
+from api.auth import TokenVerifier, auth_issuer, project_signing_keys
 from api.chat import chat_api
 from api.conversations import conversations_api
 from api.health import health
 from api.openapi import openapi
+from api.requests import RestDoor, install_rest_door
 from chat.logging import configure_logging
 from chat.service import ChatService
 from chat.settings import Settings, load_settings
-from server.errors import register_error_handlers
+from doors.errors import register_error_handlers
+from doors.service import install_chat_service
 from server.http_guards import HttpGuards
-from webhook.routes import webhook
+from server.wiring import build_chat_service
+from webhook.routes import WebhookDoor, install_webhook_door, webhook
+from webhook.signature import WebhookVerifier
 
 
-def create_app(config: Settings | Mapping[str, Any] | None = None, *, start_background: bool = True) -> Flask:
+def create_app(
+    config: Settings | Mapping[str, Any] | None = None,
+    *,
+    start_background: bool = True,
+    service: ChatService | None = None,
+) -> Flask:
     """Build the app from `config` (a Settings, or overrides on the environment).
 
+    `service` replaces the one built from settings (tests pass one on in-memory fakes).
     `start_background` starts the re-drive sweep and the sibling listener now, for any server
     that runs this in the process that serves. Under gunicorn, server/wsgi.py passes False and
     gunicorn.conf.py's post_worker_init starts them after the fork, once per worker.
@@ -33,10 +43,18 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start_back
     settings = config if isinstance(config, Settings) else load_settings(config)
     configure_logging(settings.effective_log_format, settings.log_level)
     app = Flask(__name__)
-    app.config["SETTINGS"] = settings
-    service = ChatService.from_settings(settings)
-    app.extensions["chat"] = service
-    app.extensions["token_verifier"] = TokenVerifier(settings)
+    service = service or build_chat_service(settings)
+    install_chat_service(app, service)
+    install_rest_door(
+        app, RestDoor(token_verifier(settings), settings.api_max_body_bytes, tuple(settings.offered_models))
+    )
+    install_webhook_door(
+        app,
+        WebhookDoor(
+            WebhookVerifier(settings.webhook_secret.get_secret_value(), settings.webhook_tolerance_seconds),
+            settings.webhook_max_body_bytes,
+        ),
+    )
     _bind_request_id(app)
     register_error_handlers(app)
     for blueprint in (health, webhook, chat_api, conversations_api, openapi):
@@ -47,6 +65,13 @@ def create_app(config: Settings | Mapping[str, Any] | None = None, *, start_back
     if start_background:
         service.start()
     return app
+
+
+def token_verifier(settings: Settings) -> TokenVerifier:
+    legacy = settings.supabase_jwt_secret.get_secret_value() if settings.supabase_jwt_secret else None
+    return TokenVerifier(
+        auth_issuer(settings.supabase_url), project_signing_keys(settings.supabase_url, settings.jwks_cache_seconds), legacy
+    )
 
 
 def _bind_request_id(app: Flask) -> None:

@@ -3,36 +3,54 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import structlog
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import ValidationError
 
 from chat.logging import get_logger
-from chat.service import ChatService
-from server.errors import error_response
-from server.request_body import read_body
+from chat.service import Delivery
+from doors.errors import error_response
+from doors.request_body import read_body
+from doors.service import chat_service
 from webhook.payload import DatabaseEvent
-from webhook.signature import InvalidSignature, verify_signature
+from webhook.signature import InvalidSignature, WebhookVerifier
 
 webhook = Blueprint("webhook", __name__)
 logger = get_logger(__name__)
 RETRY_AFTER_SECONDS = "5"
+_EXTENSION = "webhook_door"
+NOT_NOW = {
+    Delivery.SHUTTING_DOWN: ("shutting_down", "This instance is shutting down; the message will be re-driven."),
+    Delivery.BUSY: ("busy", "Reply workers are full; the message will be answered by the sweep."),
+}
+
+
+@dataclass(frozen=True)
+class WebhookDoor:
+    """What the event door is built with, once, by the app factory."""
+
+    verifier: WebhookVerifier
+    max_body_bytes: int
+
+
+def install_webhook_door(app: Flask, door: WebhookDoor) -> None:
+    app.extensions[_EXTENSION] = door
+
+
+def webhook_door() -> WebhookDoor:
+    door: WebhookDoor = current_app.extensions[_EXTENSION]
+    return door
 
 
 @webhook.post("/webhooks/messages")
 def receive_message_event() -> ResponseReturnValue:
-    service: ChatService = current_app.extensions["chat"]
-    settings = service.settings
-    body = read_body(settings.webhook_max_body_bytes)  # 413 past the limit, before any parsing
+    door = webhook_door()
+    body = read_body(door.max_body_bytes)  # 413 past the limit (declared or chunked), before any parsing
     try:
-        verify_signature(
-            settings.webhook_secret.get_secret_value(),
-            body,
-            {name.lower(): value for name, value in request.headers.items()},
-            settings.webhook_tolerance_seconds,
-        )
+        door.verifier.verify(body, {name.lower(): value for name, value in request.headers.items()})
     except InvalidSignature as error:
         logger.warning("webhook refused", reason=str(error))
         return error_response(401, "invalid_signature", "The webhook signature is missing, malformed, stale or wrong.")
@@ -43,13 +61,12 @@ def receive_message_event() -> ResponseReturnValue:
     if message is None:
         return jsonify(status="ignored"), 200
     structlog.contextvars.bind_contextvars(message_id=str(message.id), conversation_id=str(message.conversation_id))
-    if not service.workers.accepting:
-        response = error_response(503, "shutting_down", "This instance is shutting down; the message will be re-driven.")
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-        return response
-    if not service.workers.submit(str(message.id)):
+    delivery = chat_service().accept_delivery(str(message.id))
+    if delivery is Delivery.ACCEPTED:
+        return jsonify(status="accepted", message_id=str(message.id)), 202
+    if delivery is Delivery.BUSY:
         logger.warning("reply workers full; refusing delivery for the sweep to pick up")
-        response = error_response(503, "busy", "Reply workers are full; the message will be answered by the sweep.")
-        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
-        return response
-    return jsonify(status="accepted", message_id=str(message.id)), 202
+    code, text = NOT_NOW[delivery]
+    response = error_response(503, code, text)
+    response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+    return response

@@ -13,16 +13,25 @@ class InvalidSignature(Exception):
     """Missing, malformed, stale or wrong signature: the request is refused with 401."""
 
 
-def verify_signature(secret: str, body: bytes, headers: Mapping[str, str], tolerance_seconds: int) -> None:
-    """Raise InvalidSignature unless the body was signed with `secret` within the replay window."""
-    timestamp = headers.get("webhook-timestamp", "")
-    try:
-        age = abs(time.time() - float(timestamp))
-    except ValueError:
-        raise InvalidSignature("webhook-timestamp is missing or not a number") from None
-    if not age <= tolerance_seconds:  # also refuses NaN
-        raise InvalidSignature("webhook-timestamp is outside the replay window")
-    try:
-        Webhook(secret).verify(body, dict(headers), json_parse=False)
-    except Exception as error:  # the library raises several types for malformed input
-        raise InvalidSignature(f"signature does not verify ({type(error).__name__})") from None
+class WebhookVerifier:
+    """Built once with the secret (unwrapped once, not per delivery) and shared by every thread:
+    verification keeps no state between calls."""
+
+    def __init__(self, secret: str, tolerance_seconds: int) -> None:
+        self._webhook = Webhook(secret)
+        self.tolerance_seconds = tolerance_seconds
+
+    def verify(self, body: bytes, headers: Mapping[str, str]) -> None:
+        """Raise InvalidSignature unless `body` was signed with the secret within the replay
+        window. `headers` are keyed in lower case."""
+        timestamp = headers.get("webhook-timestamp", "")
+        try:
+            age = abs(time.time() - float(timestamp))
+        except ValueError:
+            raise InvalidSignature("webhook-timestamp is missing or not a number") from None
+        if not age <= self.tolerance_seconds:  # also refuses NaN
+            raise InvalidSignature("webhook-timestamp is outside the replay window")
+        try:
+            self._webhook.verify(body, dict(headers), json_parse=False)
+        except Exception as error:  # the library raises several types for malformed input
+            raise InvalidSignature(f"signature does not verify ({type(error).__name__})") from None

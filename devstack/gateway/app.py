@@ -24,6 +24,7 @@ from devstack.gateway.auth import AuthService
 from devstack.gateway.rest import rest_routes
 from devstack.keys import JwtKeys
 from devstack.pgnet import PgNetWorker
+from devstack.realtime.service import RealtimeService
 
 
 async def _become_authenticator(conn: AsyncConnection[Any]) -> None:
@@ -39,6 +40,7 @@ def create_gateway(
     token_lifetime_seconds: int = 3600,
     pgnet: PgNetWorker | None = None,
     pool_size: int = 20,
+    realtime: RealtimeService | None = None,
 ) -> Starlette:
     if login_as_authenticator:
         rest_pool = AsyncConnectionPool(
@@ -55,15 +57,18 @@ def create_gateway(
         database_url, min_size=1, max_size=4, open=False, check=AsyncConnectionPool.check_connection
     )
     auth = AuthService(auth_pool, keys, token_lifetime_seconds)
+    realtime = realtime or RealtimeService(database_url, keys)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await rest_pool.open(wait=True)
         await auth_pool.open(wait=True)
+        await realtime.start()
         delivery = asyncio.create_task(pgnet.run()) if pgnet else None
         try:
             yield
         finally:
+            await realtime.stop()
             if delivery:
                 delivery.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -72,6 +77,10 @@ def create_gateway(
             await auth_pool.close()
 
     return Starlette(
-        routes=[Mount("/rest/v1", routes=rest_routes(rest_pool, keys)), Mount("/auth/v1", routes=auth.routes())],
+        routes=[
+            Mount("/rest/v1", routes=rest_routes(rest_pool, keys)),
+            Mount("/auth/v1", routes=auth.routes()),
+            Mount("/realtime/v1", routes=realtime.routes()),
+        ],
         lifespan=lifespan,
     )

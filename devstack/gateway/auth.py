@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from devstack.keys import InvalidToken, JwtKeys
+from devstack.keys import JwtKeys, JwtRefused
 
 MIN_PASSWORD_LENGTH = 6
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -212,7 +212,7 @@ class AuthService:
             return None
         try:
             return self.keys.verify(token)
-        except InvalidToken:
+        except JwtRefused:
             return None
 
 

@@ -27,8 +27,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from devstack.gateway import rest_query as q
-from devstack.gateway.rest_query import ApiError
-from devstack.keys import InvalidToken, JwtKeys
+from devstack.gateway.rest_query import PostgrestError
+from devstack.http_errors import ApiError
+from devstack.keys import JwtKeys, JwtRefused
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +63,16 @@ def authenticate(request: Request, keys: JwtKeys) -> Identity:
         return Identity(ANON_ROLE, {"role": ANON_ROLE})
     try:
         claims = keys.verify(token)
-    except InvalidToken as error:
+    except JwtRefused as error:
         message = str(error)
         code = "PGRST303" if message == "JWT expired" else "PGRST301"
         challenge = f'Bearer error="invalid_token", error_description="{message.replace(chr(34), chr(39))}"'
-        raise ApiError(401, code, message, headers={"WWW-Authenticate": challenge}) from error
+        raise PostgrestError(401, code, message, headers={"WWW-Authenticate": challenge}) from error
     role = claims.get("role", ANON_ROLE)
     if role not in API_ROLES:
         # The authenticator must never become anything else, whatever the pool's session user
         # could do; Postgres would answer a foreign role with this same error.
-        raise ApiError(403, "42501", f'permission denied to set role "{role}"')
+        raise PostgrestError(403, "42501", f'permission denied to set role "{role}"')
     return Identity(role, {**claims, "role": role})
 
 
@@ -181,9 +182,9 @@ class SchemaCache:
         if info is None:
             close = difflib.get_close_matches(name, list(self.tables), n=1)
             hint = f"Perhaps you meant the table 'public.{close[0]}'" if close else None
-            raise ApiError(404, "PGRST205", f"Could not find the table 'public.{name}' in the schema cache", hint=hint)
+            raise PostgrestError(404, "PGRST205", f"Could not find the table 'public.{name}' in the schema cache", hint=hint)
         missing = next(c for c in wanted if c not in info.columns)
-        raise ApiError(400, "PGRST204", f"Could not find the '{missing}' column of '{name}' in the schema cache")
+        raise PostgrestError(400, "PGRST204", f"Could not find the '{missing}' column of '{name}' in the schema cache")
 
     async def overloads(self, name: str) -> list[q.FunctionInfo]:
         return await self.lookup(lambda: self.functions.get(name)) or []
@@ -198,11 +199,11 @@ def matching_functions(overloads: list[q.FunctionInfo], given: set[str]) -> list
     ]
 
 
-def function_not_found(name: str, given: set[str]) -> ApiError:
+def function_not_found(name: str, given: set[str]) -> PostgrestError:
     keys = ", ".join(sorted(given))
     shown = f"public.{name}({keys})" if keys else f"public.{name} without parameters"
     searched = f"public.{name} with parameters {keys}" if keys else f"public.{name} without parameters"
-    return ApiError(
+    return PostgrestError(
         404,
         "PGRST202",
         f"Could not find the function {shown} in the schema cache",
@@ -211,9 +212,9 @@ def function_not_found(name: str, given: set[str]) -> ApiError:
     )
 
 
-def ambiguous_function(name: str, matches: list[q.FunctionInfo]) -> ApiError:
+def ambiguous_function(name: str, matches: list[q.FunctionInfo]) -> PostgrestError:
     listed = ", ".join(f"public.{name}({', '.join(f'{a.name} => {a.type}' for a in f.arguments)})" for f in matches)
-    return ApiError(
+    return PostgrestError(
         300,
         "PGRST203",
         f"Could not choose the best candidate function between: {listed}",
@@ -249,13 +250,13 @@ RAISE_PGRST_DETAIL_HINT = (
 )
 
 
-def raised_response(message: str, detail: str | None) -> ApiError:
+def raised_response(message: str, detail: str | None) -> PostgrestError:
     """`RAISE SQLSTATE 'PGRST'`: the function chose the whole answer. MESSAGE is the body's JSON
     ({code, message, details?, hint?}), DETAIL the status and headers ({status, headers,
     status_text?}); anything else is PostgREST's PGRST121 (RaisePgrst.hs / ApiRequestError.hs)."""
 
-    def malformed(details: str, hint: str) -> ApiError:
-        return ApiError(500, "PGRST121", "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error", details, hint)
+    def malformed(details: str, hint: str) -> PostgrestError:
+        return PostgrestError(500, "PGRST121", "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error", details, hint)
 
     body = _json_object(message)
     if body is None or not isinstance(body.get("code"), str) or not isinstance(body.get("message"), str):
@@ -272,7 +273,7 @@ def raised_response(message: str, detail: str | None) -> ApiError:
     ):
         return malformed(f"Invalid JSON value for DETAIL: '{detail}'", RAISE_PGRST_DETAIL_HINT)
     details, hint = body.get("details"), body.get("hint")
-    return ApiError(
+    return PostgrestError(
         status,
         body["code"],
         body["message"],
@@ -290,13 +291,13 @@ def _json_object(text: str) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def postgres_error(error: psycopg.Error, identity: Identity | None) -> ApiError:
+def postgres_error(error: psycopg.Error, identity: Identity | None) -> PostgrestError:
     if isinstance(error, PoolTimeout):
-        return ApiError(504, "PGRST003", "Timed out acquiring connection from connection pool.")
+        return PostgrestError(504, "PGRST003", "Timed out acquiring connection from connection pool.")
     if error.sqlstate is None:
         if isinstance(error, psycopg.DataError):  # refused by psycopg before sending, e.g. a NUL byte
-            return ApiError(400, "22021", str(error))
-        return ApiError(503, "PGRST001", "Database client error. Retrying the connection.", str(error))
+            return PostgrestError(400, "22021", str(error))
+        return PostgrestError(503, "PGRST001", "Database client error. Retrying the connection.", str(error))
     diag = error.diag
     message = diag.message_primary or str(error)
     if error.sqlstate == "PGRST":
@@ -304,13 +305,7 @@ def postgres_error(error: psycopg.Error, identity: Identity | None) -> ApiError:
     anonymous = identity is None or identity.role == ANON_ROLE
     status = http_status(error.sqlstate, message, anonymous)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return ApiError(status, error.sqlstate, message, diag.message_detail, diag.message_hint, headers)
-
-
-def error_response(error: ApiError) -> Response:
-    return Response(
-        json.dumps(error.body(), separators=(",", ":")), error.status, headers={**error.headers, "content-type": JSON_TYPE}
-    )
+    return PostgrestError(status, error.sqlstate, message, diag.message_detail, diag.message_hint, headers)
 
 
 # --- request details ------------------------------------------------------------------------
@@ -349,7 +344,7 @@ async def read_json(request: Request, empty: Any = None) -> tuple[Any, str]:
         text = raw.decode("utf-8")
         return json.loads(text), text
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise ApiError(400, "PGRST102", "Empty or invalid json") from None
+        raise PostgrestError(400, "PGRST102", "Empty or invalid json") from None
 
 
 def route_path(request: Request) -> str:
@@ -395,8 +390,8 @@ def json_response(status: int, body: str | None, headers: dict[str, str], singul
     return Response(body, status, headers={**headers, "content-type": content_type})
 
 
-def singular_error(rows: int) -> ApiError:
-    return ApiError(406, "PGRST116", "Cannot coerce the result to a single JSON object", f"The result contains {rows} rows")
+def singular_error(rows: int) -> PostgrestError:
+    return PostgrestError(406, "PGRST116", "Cannot coerce the result to a single JSON object", f"The result contains {rows} rows")
 
 
 def singular_check(singular: bool) -> Callable[[tuple[Any, ...]], None] | None:
@@ -415,7 +410,7 @@ def read_response(plan: q.ReadPlan, row: tuple[Any, ...], singular: bool) -> Res
         raise singular_error(page_total)
     if total is not None and plan.offset > total:
         detail = f"An offset of {plan.offset} was requested, but there are only {total} rows."
-        raise ApiError(416, "PGRST103", "Requested range not satisfiable", detail)
+        raise PostgrestError(416, "PGRST103", "Requested range not satisfiable", detail)
     status = 206 if total is not None and page_total < total else 200
     return json_response(status, body, {"Content-Range": content_range(plan.offset, page_total, total)}, singular)
 
@@ -459,12 +454,12 @@ class RestApi:
             identity = authenticate(request, self.keys)
             return await handler(request, identity)
         except ApiError as error:
-            return error_response(error)
+            return error.to_response()
         except psycopg.Error as error:
-            return error_response(postgres_error(error, identity))
+            return postgres_error(error, identity).to_response()
         except Exception as error:  # a bug here must still answer in PostgREST's shape, and be logged
             log.exception("REST gateway failed on %s %s", request.method, request.url.path)
-            return error_response(ApiError(500, "PGRSTX00", "Internal error in the devstack REST gateway", repr(error)))
+            return PostgrestError(500, "PGRSTX00", "Internal error in the devstack REST gateway", repr(error)).to_response()
 
     async def execute(
         self,
@@ -497,7 +492,7 @@ class RestApi:
         if method == "OPTIONS":
             return Response(status_code=200, headers={"Allow": "OPTIONS,GET,HEAD,POST,PATCH,DELETE"})
         if method not in TABLE_METHODS:
-            raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {method}")
+            raise PostgrestError(405, "PGRST117", f"Unsupported HTTP method: {method}")
         params = request.query_params.multi_items()
         prefer = parse_prefer(request.headers.getlist("prefer"))
         if method == "POST":
@@ -518,14 +513,14 @@ class RestApi:
         payload, text = await read_json(request)
         rows = [payload] if isinstance(payload, dict) else payload
         if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-            raise ApiError(400, "PGRST102", "Empty or invalid json")
+            raise PostgrestError(400, "PGRST102", "Empty or invalid json")
         given = dict(params)
         if "columns" in given:
             columns = q.parse_columns(given["columns"])
         else:
             columns = list(rows[0]) if rows else []
             if any(set(r) != set(columns) for r in rows):
-                raise ApiError(400, "PGRST102", "All object keys must match")
+                raise PostgrestError(400, "PGRST102", "All object keys must match")
         table = await self.schema.table(name, columns)
         upsert = None
         if prefer.resolution:
@@ -550,7 +545,7 @@ class RestApi:
     ) -> Response:
         payload, text = await read_json(request)
         if not isinstance(payload, dict):
-            raise ApiError(400, "PGRST102", "Empty or invalid json")
+            raise PostgrestError(400, "PGRST102", "Empty or invalid json")
         given = dict(params)
         columns = q.parse_columns(given["columns"]) if "columns" in given else list(payload)
         table = await self.schema.table(name, columns)
@@ -589,13 +584,13 @@ class RestApi:
         if method == "OPTIONS":
             return Response(status_code=200, headers={"Allow": "OPTIONS,GET,HEAD,POST"})
         if method not in ("GET", "HEAD", "POST"):
-            raise ApiError(405, "PGRST117", f"Unsupported HTTP method: {method}")
+            raise PostgrestError(405, "PGRST117", f"Unsupported HTTP method: {method}")
         overloads = await self.schema.overloads(name)
         params = request.query_params.multi_items()
         if method == "POST":
             args, args_json = await read_json(request, empty={})
             if not isinstance(args, dict):  # PostgREST's bulk calls (a JSON array) are not supported
-                raise ApiError(400, "PGRST102", "Empty or invalid json")
+                raise PostgrestError(400, "PGRST102", "Empty or invalid json")
             filters = params
         else:  # GET: query params naming an argument are arguments, the rest filter the result
             names = {a.name for f in overloads for a in f.arguments}
@@ -627,7 +622,9 @@ def writable_plan(params: list[tuple[str, str]]) -> q.ReadPlan:
     """Filters and `select=` for PATCH/DELETE; order/limit there (limited updates) is refused."""
     plan = q.parse_read_plan(params)
     if plan.order or plan.limit is not None or plan.offset:
-        raise ApiError(400, "PGRST100", "limit, offset and order on PATCH or DELETE are not supported by the devstack gateway")
+        raise PostgrestError(
+            400, "PGRST100", "limit, offset and order on PATCH or DELETE are not supported by the devstack gateway"
+        )
     return plan
 
 

@@ -15,9 +15,13 @@ from typing import Any
 
 from psycopg import sql
 
+from devstack.http_errors import ApiError
 
-class ApiError(Exception):
+
+class PostgrestError(ApiError):
     """An error answer in PostgREST's shape: {"code", "details", "hint", "message"}."""
+
+    content_type = "application/json; charset=utf-8"
 
     def __init__(
         self,
@@ -28,17 +32,16 @@ class ApiError(Exception):
         hint: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.details, self.hint, self.headers = details, hint, headers or {}
+        super().__init__(status, message, headers)
+        self.code, self.details, self.hint = code, details, hint
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "details": self.details, "hint": self.hint, "message": self.message}
 
 
-def parse_error(what: str, text: str, details: str) -> ApiError:
+def parse_error(what: str, text: str, details: str) -> PostgrestError:
     """PGRST100, worded like PostgREST's parser errors so a log line reads the same."""
-    return ApiError(400, "PGRST100", f'"failed to parse {what} ({text})" (line 1, column 1)', details)
+    return PostgrestError(400, "PGRST100", f'"failed to parse {what} ({text})" (line 1, column 1)', details)
 
 
 UNSUPPORTED = "not supported by the devstack gateway (no embedding, casts or JSON paths)"

@@ -8,43 +8,21 @@ Bigger counts: `pytest tests/torture --long`, or `TORTURE_LONG=1 pytest tests/to
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from devstack.gateway.app import create_gateway
-from devstack.pgnet import DeliveryFaults
 from devstack.postgres import LocalPostgres
 from devstack.service_process import ServiceProcess
-from devstack.serving import free_port, serve_in_thread
+from devstack.serving import free_port
 from devstack.stack import LocalStack
-from tests.conftest import (
-    UNCONFIGURED_WEBHOOK,
-    USER_TABLES,
-    FakeModelControl,
-    scratch_dir,
-    service_env,
-    start_migrated_postgres,
-    start_test_stack,
-)
+from tests.support.database import start_migrated_postgres
+from tests.support.processes import service_env
+from tests.support.stack import FakeModelControl, scratch_dir, start_test_stack
 from tests.torture import ledger
-
-# Logs as JSON lines, so the ledger can count the 500s a service answered from its access log.
-TORTURE_SERVICE_SETTINGS = {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "GRACEFUL_TIMEOUT": "5"}
-
-StartService = Callable[..., ServiceProcess]
-
-
-def is_long_run(config: pytest.Config) -> bool:
-    """`--long` (added in tests/conftest.py) or TORTURE_LONG=1: bigger counts, for a soak."""
-    try:
-        flag = bool(config.getoption("--long"))
-    except ValueError:  # the option is not registered (tests/torture run from another rootdir)
-        flag = False
-    return flag or os.environ.get("TORTURE_LONG", "") not in ("", "0")
+from tests.torture.harness import TORTURE_SERVICE_SETTINGS, StartService, is_long_run, refresh_gateway, reset_stack
 
 
 @pytest.fixture(scope="session")
@@ -93,35 +71,14 @@ def fake(torture_stack: LocalStack) -> FakeModelControl:
 def _torture_clean_slate(torture_stack: LocalStack, torture_postgres: LocalPostgres) -> Iterator[None]:
     """Empty tables, no faults, webhook unconfigured: before each test and after it. After a test
     that restarted PostgreSQL, a fresh gateway too."""
-    _reset(torture_stack, torture_postgres)
+    reset_stack(torture_stack, torture_postgres)
     server = torture_postgres.process
     yield
     if torture_postgres.process is None or torture_postgres.process.poll() is not None:  # a test died while it was down
         torture_postgres.start()
     if torture_postgres.process is not server:
-        _refresh_gateway(torture_stack)
-    _reset(torture_stack, torture_postgres)
-
-
-def _refresh_gateway(stack: LocalStack) -> None:
-    """The gateway's connection pools keep the connections they had when PostgreSQL went away,
-    and each one fails the first request that gets it (sign-up: 500, REST: 503). The restart test
-    measures that; the tests after it start with a gateway (and pg_net worker) of fresh connections."""
-    assert stack.gateway is not None and stack.keys is not None
-    stack.gateway.stop()
-    app = create_gateway(
-        stack.database_url, stack.keys, token_lifetime_seconds=stack.config.token_lifetime_seconds, pgnet=stack.pgnet
-    )
-    stack.gateway = serve_in_thread(app, stack.config.host, stack.config.api_port)
-
-
-def _reset(stack: LocalStack, postgres: LocalPostgres) -> None:
-    assert stack.pgnet is not None and stack.fake_model is not None
-    stack.pgnet.faults = DeliveryFaults()
-    FakeModelControl(stack.fake_model.url).reset()
-    with psycopg.connect(stack.database_url, autocommit=True) as conn:
-        conn.execute(f"truncate {USER_TABLES} cascade")
-    stack.configure_webhook(UNCONFIGURED_WEBHOOK)
+        refresh_gateway(torture_stack)
+    reset_stack(torture_stack, torture_postgres)
 
 
 @pytest.fixture

@@ -32,10 +32,11 @@ from chat.settings import load_settings
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
 from devstack.stack import LocalStack
+from doors.service import chat_service
 from server import create_app
-from tests.conftest import service_env
-from tests.deliveries import message_event
-from tests.torture.conftest import TORTURE_SERVICE_SETTINGS
+from tests.support.deliveries import message_event
+from tests.support.processes import service_env
+from tests.torture.harness import TORTURE_SERVICE_SETTINGS
 from tests.torture.ledger import LINES, count_http_500
 from tests.torture.traffic import GatewayUser
 
@@ -67,7 +68,7 @@ def webhook_app(torture_stack: LocalStack) -> Iterator[Flask]:
     overrides = {name.lower(): value for name, value in service_env(torture_stack).items()}
     app = create_app(load_settings({**overrides, "log_level": "ERROR"}), start_background=False)
     yield app
-    app.extensions["chat"].workers.drain(5)
+    chat_service(app).workers.drain(5)
 
 
 @pytest.fixture(scope="module")

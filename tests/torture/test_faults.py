@@ -24,8 +24,9 @@ import pytest
 from devstack.postgres import LocalPostgres
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
-from tests.conftest import FakeModelControl, wait_until
-from tests.torture.conftest import StartService
+from tests.support.polling import wait_until
+from tests.support.stack import FakeModelControl
+from tests.torture.harness import StartService
 from tests.torture.ledger import settle_and_account
 from tests.torture.traffic import DirectUser, GatewayUser
 

@@ -14,9 +14,9 @@ import psycopg
 import pytest
 
 from devstack.stack import LocalStack
-from tests.conftest import FakeModelControl
-from tests.quota_support import limit_user, rest_as
-from tests.torture.conftest import StartService
+from tests.support.quotas import limit_user, rest_as
+from tests.support.stack import FakeModelControl
+from tests.torture.harness import StartService
 from tests.torture.ledger import settle_and_account
 from tests.torture.traffic import GatewayUser
 

@@ -12,7 +12,7 @@ import psycopg
 from supabase import Client, ClientOptions, create_client
 
 from devstack.stack import LocalStack
-from tests.conftest import insert_user
+from tests.support.database import insert_user
 
 
 class GatewayUser:

@@ -1,0 +1,138 @@
+"""The domain's ports: what the pipeline, the waiter and direct chat need from the database and
+the model, as Protocols. The supabase-py and openai adapters (adapters/) implement them in
+production; tests/support/fakes.py implements them in memory, so the domain runs without servers.
+
+Method names are the SQL functions they call, so a reader can go from a call to its migration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chat.caller import Caller
+from chat.outcome import MessageOutcome
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """A user message this worker holds the lease on, with the context that fits the budget."""
+
+    message_id: str
+    conversation_id: str
+    user_id: str
+    attempt: int
+    claim_token: str  # names this claim in every write; refused once another claim is current
+    lease_expires_at: str
+    system_prompt: str | None  # cut to fit the token budget if it was longer (system_prompt_trimmed)
+    model: str | None
+    context: list[dict[str, str]]
+    system_prompt_trimmed: bool = False
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """Not claimed: an earlier message of its conversation is unanswered. Whoever settles that one
+    is told to answer this one next (next_message_id), so nothing is lost by leaving it."""
+
+    message_id: str
+    waiting_for: str
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """The reply row as stored: the first writer's, if two workers finished the same message."""
+
+    reply_id: str
+    content: str
+    conversation_id: str
+    next_message_id: str | None = None  # the conversation's message to answer now, if any
+
+
+@dataclass(frozen=True)
+class FailedMessage:
+    failed: bool  # False: the claim was stale, nothing changed
+    next_message_id: str | None = None  # the conversation's message to answer now, if any
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    content: str
+    model: str
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+
+class MessageStore(Protocol):
+    """The pipeline's SQL functions, run with the service role. Every failure to reach the
+    database is StoreUnavailable; a request the database refuses is a named ChatError."""
+
+    def claim_message_for_reply(
+        self,
+        message_id: str,
+        lease_seconds: int,
+        max_attempts: int,
+        token_budget: int,
+        max_messages: int,
+        claim_token: str | None = None,
+    ) -> ClaimedMessage | WaitingMessage | None:
+        """The claim (under `claim_token`, chosen by the caller) plus its context; WaitingMessage
+        while an earlier message of its conversation is unanswered; None if someone else holds it
+        or it is settled."""
+
+    def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
+        """Write the reply under `claim` and return the reply as stored (the first one, if the
+        message was answered already); None if the user message is gone (conversation deleted).
+        Raises ClaimSuperseded if `claim` is stale and the message unanswered: the reply is dropped."""
+
+    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
+        """Mark the message failed under `claim`, with a reason its author reads (failed=False when
+        the claim is stale: another attempt holds or settled the message, nothing changed)."""
+
+    def release_message(self, message_id: str, claim_token: str) -> bool:
+        """Hand a claim back (shutdown, or a claim call whose answer was lost), so the next sweep
+        need not wait for the lease; the interrupted attempt is not counted."""
+
+    def configure_chat_models(self, models: list[str]) -> None:
+        """Publish the operator's model allowlist, which the database enforces on every write."""
+
+    def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]: ...
+
+    def settled_messages(self, message_ids: list[str]) -> list[str]: ...
+
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless Supabase, its database and our schema all answer."""
+
+
+class CallerStore(Protocol):
+    """The database as one signed-in caller sees it: every call runs under row-level security."""
+
+    def insert_message(self, message_id: str, conversation_id: str, content: str, client_message_id: str | None) -> str:
+        """Raise DuplicateClientMessage if `client_message_id` was used already, RateLimited if the
+        database's usage limits refuse it (counted there, for every path and instance)."""
+
+    def find_client_message(self, client_message_id: str) -> tuple[str, str] | None:
+        """(message_id, conversation_id) of the caller's message with this client_message_id."""
+
+    def message_outcome(self, message_id: str) -> MessageOutcome | None: ...
+
+    def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]: ...
+
+    def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]: ...
+
+    def list_conversations(self, before: str | None, page_size: int) -> dict[str, Any]: ...
+
+    def get_conversation(self, conversation_id: str) -> dict[str, Any]: ...
+
+    def delete_conversation(self, conversation_id: str) -> None: ...
+
+
+CallerStoreFactory = Callable[[Caller], CallerStore]
+"""Opens the caller's store for one verified caller (one light client per request)."""
+
+
+class ChatModel(Protocol):
+    """An OpenAI-compatible chat model. Raises ModelUnavailable (transient, retries spent) or
+    ModelRejected (retrying cannot help), each with a message the user may read."""
+
+    def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply: ...

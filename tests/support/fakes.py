@@ -1,0 +1,372 @@
+"""In-memory implementations of the domain's ports (chat/ports.py), with the same rules as the SQL
+functions they stand for, so the pipeline, the waiter and direct chat run in a unit test with no
+server. The SQL itself is tested against Postgres in tests/integration/.
+
+Faults are queued per method: `store.fail_next("claim_message_for_reply", StoreUnavailable("down"))`
+makes the next call raise it, the way a gateway outage or a refused request would."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import threading
+import time
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.caller import Caller
+from chat.errors import (
+    ClaimSuperseded,
+    ConversationNotFound,
+    CursorNotFound,
+    DuplicateClientMessage,
+    ModelError,
+)
+from chat.outcome import MessageOutcome
+from chat.ports import CallerStoreFactory, ClaimedMessage, FailedMessage, ModelReply, StoredReply, WaitingMessage
+
+
+class Faults:
+    """Exceptions queued per method name, raised by the next calls in order."""
+
+    def __init__(self) -> None:
+        self._queued: dict[str, deque[BaseException]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def fail_next(self, method: str, *errors: BaseException) -> None:
+        with self._lock:
+            self._queued[method].extend(errors)
+
+    def check(self, method: str) -> None:
+        with self._lock:
+            error = self._queued[method].popleft() if self._queued[method] else None
+        if error is not None:
+            raise error
+
+
+@dataclass
+class Row:
+    """One user message as public.messages holds it, with its reply if any."""
+
+    id: str
+    conversation_id: str
+    user_id: str
+    content: str
+    created_at: float
+    seq: int = 0  # the place in its conversation (messages_number_message): insert order
+    status: str = "pending"
+    attempts: int = 0
+    lease_expires_at: float | None = None
+    claim_token: str | None = None  # the current claim while processing
+    error: str | None = None
+    client_message_id: str | None = None
+    reply: StoredReply | None = None
+
+
+@dataclass
+class Conversation:
+    id: str
+    user_id: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+class InMemoryDatabase:
+    """The rows both fake stores share, as the service role and the callers share Postgres."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.messages: dict[str, Row] = {}
+        self.conversations: dict[str, Conversation] = {}
+        self.lock = threading.RLock()
+        self._seq = itertools.count(2, 2)
+        # The insert trigger and pg_net: called with each user message a caller inserts.
+        self.on_user_message: Callable[[str], object] | None = None
+
+    def add_conversation(self, user_id: str, **fields: Any) -> str:
+        conversation_id = str(uuid.uuid4())
+        self.conversations[conversation_id] = Conversation(conversation_id, user_id, dict(fields))
+        return conversation_id
+
+    def add_message(self, conversation_id: str, content: str = "hello", **columns: Any) -> str:
+        """A user message as the frontend inserts it (pending), or with the columns given."""
+        conversation = self.conversations[conversation_id]
+        message_id = columns.pop("id", None) or str(uuid.uuid4())
+        self.messages[message_id] = Row(
+            message_id, conversation_id, conversation.user_id, content, self.clock(), next(self._seq), **columns
+        )
+        return message_id
+
+    def outcome(self, message_id: str) -> MessageOutcome | None:
+        row = self.messages.get(message_id)
+        if row is None:
+            return None
+        reply = row.reply
+        return MessageOutcome(
+            row.id, row.conversation_id, row.status, row.error,
+            reply.reply_id if reply else None, reply.content if reply else None,
+        )
+
+
+class InMemoryMessageStore(Faults):
+    """chat.ports.MessageStore over an InMemoryDatabase, with the migrations' rules."""
+
+    def __init__(self, database: InMemoryDatabase | None = None) -> None:
+        super().__init__()
+        self.db = database or InMemoryDatabase()
+        self.calls: list[str] = []
+        self.chat_models: list[str] = []
+
+    def claim_message_for_reply(
+        self,
+        message_id: str,
+        lease_seconds: int,
+        max_attempts: int,
+        token_budget: int,
+        max_messages: int,
+        claim_token: str | None = None,
+    ) -> ClaimedMessage | WaitingMessage | None:
+        self._enter("claim_message_for_reply")
+        with self.db.lock:
+            row = self.db.messages.get(message_id)
+            now = self.db.clock()
+            if row is None or not self._claimable(row, now):
+                return None
+            earlier = self._earliest_unanswered(row.conversation_id)
+            if earlier is not None and earlier.id != row.id:
+                return WaitingMessage(row.id, earlier.id)
+            if row.attempts >= max_attempts:
+                row.status, row.lease_expires_at, row.claim_token = "failed", None, None
+                row.error = f"No reply could be generated after {row.attempts} attempts. Please send the message again."
+                return None
+            row.status, row.attempts, row.error = "processing", row.attempts + 1, None
+            row.lease_expires_at, row.claim_token = now + lease_seconds, claim_token or str(uuid.uuid4())
+            conversation = self.db.conversations[row.conversation_id]
+            return ClaimedMessage(
+                message_id=row.id,
+                conversation_id=row.conversation_id,
+                user_id=row.user_id,
+                attempt=row.attempts,
+                claim_token=row.claim_token,
+                lease_expires_at=repr(row.lease_expires_at),
+                system_prompt=conversation.fields.get("system_prompt"),
+                model=conversation.fields.get("model"),
+                context=self._context(row, token_budget, max_messages),
+            )
+
+    def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
+        self._enter("complete_message_for_reply")
+        with self.db.lock:
+            row = self.db.messages.get(claim.message_id)
+            if row is None:
+                return None
+            if self._holds(row, claim):
+                if row.reply is None:  # reply_to is unique: the first writer's reply stays
+                    row.reply = StoredReply(str(uuid.uuid4()), reply.content, row.conversation_id)
+                row.status, row.error, row.lease_expires_at, row.claim_token = "done", None, None, None
+            if row.reply is None:
+                raise ClaimSuperseded(f"message is {row.status} under another claim")
+            return dataclasses.replace(row.reply, next_message_id=self._next_to_answer(row.conversation_id))
+
+    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
+        self._enter("fail_message")
+        with self.db.lock:
+            row = self.db.messages.get(claim.message_id)
+            if row is None:
+                return FailedMessage(False)
+            failed = self._holds(row, claim)
+            if failed:
+                row.status, row.error, row.lease_expires_at, row.claim_token = "failed", error, None, None
+            return FailedMessage(failed, self._next_to_answer(row.conversation_id))
+
+    def configure_chat_models(self, models: list[str]) -> None:
+        self._enter("configure_chat_models")
+        self.chat_models = list(models)
+
+    def release_message(self, message_id: str, claim_token: str) -> bool:
+        self._enter("release_message")
+        with self.db.lock:
+            row = self.db.messages.get(message_id)
+            if row is None or row.status != "processing" or row.claim_token != claim_token:
+                return False
+            row.lease_expires_at, row.claim_token = self.db.clock() - 0.001, None
+            row.attempts = max(row.attempts - 1, 0)
+            return True
+
+    def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]:
+        self._enter("list_stalled_messages")
+        with self.db.lock:
+            now = self.db.clock()
+            stalled = [
+                row for row in self.db.messages.values()
+                if (row.status == "pending" and row.created_at < now - pending_grace_seconds)
+                or (row.status == "processing" and row.lease_expires_at is not None and row.lease_expires_at < now)
+            ]
+            return [row.id for row in sorted(stalled, key=lambda row: row.created_at)[:max_count]]
+
+    def settled_messages(self, message_ids: list[str]) -> list[str]:
+        self._enter("settled_messages")
+        with self.db.lock:
+            return [i for i in message_ids if i in self.db.messages and self.db.messages[i].status in ("done", "failed")]
+
+    def ping(self) -> None:
+        self._enter("ping")
+
+    def _enter(self, method: str) -> None:
+        self.calls.append(method)
+        self.check(method)
+
+    @staticmethod
+    def _holds(row: Row, claim: ClaimedMessage) -> bool:
+        """Fencing: only the message's current claim may settle it."""
+        return row.status == "processing" and row.claim_token == claim.claim_token
+
+    @staticmethod
+    def _claimable(row: Row, now: float) -> bool:
+        if row.status == "pending":
+            return True
+        return row.status == "processing" and row.lease_expires_at is not None and row.lease_expires_at < now
+
+    def _earliest_unanswered(self, conversation_id: str) -> Row | None:
+        unanswered = [
+            row for row in self.db.messages.values()
+            if row.conversation_id == conversation_id and row.status in ("pending", "processing")
+        ]
+        return min(unanswered, key=lambda row: row.seq, default=None)
+
+    def _next_to_answer(self, conversation_id: str) -> str | None:
+        """next_message_to_answer: the earliest unanswered message, if nobody holds it."""
+        earliest = self._earliest_unanswered(conversation_id)
+        return earliest.id if earliest is not None and earliest.status == "pending" else None
+
+    def _context(self, target: Row, token_budget: int, max_messages: int) -> list[dict[str, str]]:
+        """fetch_message_context's rule: the newest messages that fit the budget, oldest first,
+        in the conversation's order (seq; a reply right after its message)."""
+        history: list[tuple[float, str, str]] = []
+        for row in self.db.messages.values():
+            if row.conversation_id != target.conversation_id or row.seq > target.seq:
+                continue
+            if row.status != "failed" or row.id == target.id:
+                history.append((row.seq, "user", row.content))
+            if row.reply is not None and row.id != target.id:
+                history.append((row.seq + 1, "assistant", row.reply.content))
+        history.sort(key=lambda item: item[0])
+        kept: list[dict[str, str]] = []
+        tokens = 0
+        for _, role, content in reversed(history[-max_messages:]):
+            tokens += len(content) // 4 + 4
+            if tokens > token_budget and kept:
+                break
+            kept.append({"role": role, "content": content})
+        return list(reversed(kept))
+
+
+class InMemoryCallerStore(Faults):
+    """chat.ports.CallerStore for one caller: row-level security as "only your own rows"."""
+
+    def __init__(self, database: InMemoryDatabase, caller: Caller) -> None:
+        super().__init__()
+        self.db = database
+        self.caller = caller
+
+    def insert_message(self, message_id: str, conversation_id: str, content: str, client_message_id: str | None) -> str:
+        self.check("insert_message")
+        with self.db.lock:
+            self._own_conversation(conversation_id)
+            if client_message_id and any(
+                row.client_message_id == client_message_id and row.user_id == self.caller.user_id
+                for row in self.db.messages.values()
+            ):
+                raise DuplicateClientMessage(client_message_id)
+            self.db.add_message(conversation_id, content, id=message_id, client_message_id=client_message_id)
+        if self.db.on_user_message is not None:
+            self.db.on_user_message(message_id)
+        return message_id
+
+    def find_client_message(self, client_message_id: str) -> tuple[str, str] | None:
+        self.check("find_client_message")
+        with self.db.lock:
+            for row in self.db.messages.values():
+                if row.client_message_id == client_message_id and row.user_id == self.caller.user_id:
+                    return row.id, row.conversation_id
+        return None
+
+    def message_outcome(self, message_id: str) -> MessageOutcome | None:
+        self.check("message_outcome")
+        with self.db.lock:
+            row = self.db.messages.get(message_id)
+            return self.db.outcome(message_id) if row and row.user_id == self.caller.user_id else None
+
+    def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]:
+        self.check("conversation_history")
+        with self.db.lock:
+            self._own_conversation(conversation_id)
+            rows = sorted((r for r in self.db.messages.values() if r.conversation_id == conversation_id),
+                          key=lambda r: r.created_at)
+            if before is not None and before not in {r.id for r in rows}:
+                raise CursorNotFound(before)
+            messages = [{"id": r.id, "role": "user", "content": r.content, "status": r.status} for r in rows]
+            return {"messages": messages[-page_size:], "next_before": None}
+
+    def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]:
+        self.check("create_conversation")
+        with self.db.lock:
+            conversation_id = self.db.add_conversation(self.caller.user_id, **fields)
+            return {"id": conversation_id, "user_id": self.caller.user_id, **fields}
+
+    def list_conversations(self, before: str | None, page_size: int) -> dict[str, Any]:
+        self.check("list_conversations")
+        with self.db.lock:
+            own = [c for c in self.db.conversations.values() if c.user_id == self.caller.user_id]
+            return {"conversations": [{"id": c.id, **c.fields} for c in own][:page_size], "next_before": None}
+
+    def get_conversation(self, conversation_id: str) -> dict[str, Any]:
+        self.check("get_conversation")
+        with self.db.lock:
+            conversation = self._own_conversation(conversation_id)
+            return {"id": conversation.id, "user_id": conversation.user_id, **conversation.fields}
+
+    def delete_conversation(self, conversation_id: str) -> None:
+        self.check("delete_conversation")
+        with self.db.lock:
+            self._own_conversation(conversation_id)
+            del self.db.conversations[conversation_id]
+            for message_id in [i for i, r in self.db.messages.items() if r.conversation_id == conversation_id]:
+                del self.db.messages[message_id]
+
+    def _own_conversation(self, conversation_id: str) -> Conversation:
+        conversation = self.db.conversations.get(conversation_id)
+        if conversation is None or conversation.user_id != self.caller.user_id:
+            raise ConversationNotFound(conversation_id)  # someone else's is indistinguishable from none
+        return conversation
+
+
+def caller_stores(database: InMemoryDatabase) -> tuple[CallerStoreFactory, dict[str, InMemoryCallerStore]]:
+    """A CallerStoreFactory over `database`, and the stores it opened by user id (one per user)."""
+    opened: dict[str, InMemoryCallerStore] = {}
+
+    def open_for(caller: Caller) -> InMemoryCallerStore:
+        return opened.setdefault(caller.user_id, InMemoryCallerStore(database, caller))
+
+    return open_for, opened
+
+
+class ScriptedModel:
+    """chat.ports.ChatModel answering "Echo: <last message>", or raising what the test queued.
+    `gate`, when set, holds every call until the test releases it (a generation in progress)."""
+
+    def __init__(self) -> None:
+        self.script: deque[ModelReply | ModelError | BaseException] = deque()
+        self.prompts: list[list[dict[str, str]]] = []
+        self.gate: threading.Event | None = None
+
+    def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+        self.prompts.append(messages)
+        if self.gate is not None:
+            self.gate.wait(10)
+        step = self.script.popleft() if self.script else None
+        if isinstance(step, BaseException):
+            raise step
+        return step or ModelReply(f"Echo: {messages[-1]['content']}", model, 3, 2)

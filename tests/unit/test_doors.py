@@ -1,0 +1,279 @@
+"""Both doors in process: create_app on in-memory fakes and Flask's test client, one row per
+answer a caller can get, with the exact status and error code they would see."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jwt
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from chat.caller import Caller
+from chat.errors import ModelRejected, RateLimited, StoreRejected, StoreUnavailable
+from chat.service import Delivery
+from doors.service import chat_service
+from tests.support.deliveries import message_event, signed_headers
+from tests.support.fakes import InMemoryCallerStore
+from tests.support.in_process import LEGACY_JWT_SECRET, SUPABASE_URL, WEBHOOK_SECRET, FakeChat, fake_chat, unit_settings
+from tests.support.polling import wait_until
+
+USER_ID = str(uuid.uuid4())
+
+
+def token(user_id: str = USER_ID, **changes: Any) -> str:
+    now = int(time.time())
+    claims = {"sub": user_id, "role": "authenticated", "aud": "authenticated", "iss": f"{SUPABASE_URL}/auth/v1",
+              "exp": now + 600, **changes}
+    return jwt.encode(claims, LEGACY_JWT_SECRET, algorithm="HS256")
+
+
+class Doors:
+    """The app on fakes, one conversation of the caller's, and requests as the caller."""
+
+    def __init__(self, **settings: Any) -> None:
+        self.chat: FakeChat = fake_chat(unit_settings(**settings))
+        self.app: Flask = self.chat.app(unit_settings(**settings))
+        self.client: FlaskClient = self.app.test_client()
+        self.conversation_id = self.chat.database.add_conversation(USER_ID)
+        self.auth = {"Authorization": f"Bearer {token()}"}
+
+    def callers_store(self) -> InMemoryCallerStore:
+        store = chat_service(self.app).caller_store(Caller(USER_ID, token()))
+        assert isinstance(store, InMemoryCallerStore)
+        return store
+
+
+@pytest.fixture
+def doors() -> Iterator[Doors]:
+    running = Doors()
+    yield running
+    running.chat.service.workers.drain(5)
+
+
+def error(response: Any) -> tuple[int, str]:
+    return response.status_code, response.get_json()["error"]["code"]
+
+
+# ----------------------------------------------------------------------------- the REST door
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        pytest.param({}, "invalid_token", id="no Authorization header"),
+        pytest.param({"Authorization": "Basic abc"}, "invalid_token", id="not a bearer token"),
+        pytest.param({"Authorization": "Bearer "}, "invalid_token", id="empty bearer token"),
+        pytest.param({"Authorization": f"Bearer {token(exp=int(time.time()) - 1)}"}, "invalid_token", id="expired"),
+        pytest.param({"Authorization": f"Bearer {token(role='anon')}"}, "invalid_token", id="not a user's token"),
+    ],
+)
+def test_the_rest_door_refuses_without_a_good_token(doors: Doors, headers: dict[str, str], code: str) -> None:
+    response = doors.client.post(f"/api/chat/{doors.conversation_id}", json={"message": "hi"}, headers=headers)
+    assert error(response) == (401, code)
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert doors.chat.database.messages == {}
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "expected"),
+    [
+        pytest.param({"data": "{not json", "content_type": "application/json"}, (400, "bad_request"), id="malformed JSON"),
+        pytest.param({"json": ["a list"]}, (400, "bad_request"), id="not an object"),
+        pytest.param({"json": {"message": 7}}, (400, "bad_request"), id="wrong type"),
+        pytest.param({"json": {"message": ""}}, (400, "bad_request"), id="empty message"),
+        pytest.param({"json": {"message": "a\x00b"}}, (400, "bad_request"), id="U+0000 in the text"),
+        pytest.param({"data": "message=hi", "content_type": "text/plain"}, (415, "unsupported_media_type"), id="not JSON"),
+        pytest.param({"json": {"message": "x" * 600_000}}, (413, "request_entity_too_large"), id="over the body limit"),
+        pytest.param({"json": {"message": "hi", "user_id": "someone-else"}}, (403, "forbidden"), id="another user_id"),
+    ],
+)
+def test_bad_bodies_get_their_error_and_insert_nothing(
+    doors: Doors, request_kwargs: dict[str, Any], expected: tuple[int, str]
+) -> None:
+    response = doors.client.post(f"/api/chat/{doors.conversation_id}", headers=doors.auth, **request_kwargs)
+    assert error(response) == expected
+    assert doors.chat.database.messages == {}
+
+
+def test_a_message_gets_its_reply(doors: Doors) -> None:
+    response = doors.client.post(f"/api/chat/{doors.conversation_id}", json={"message": "hi"}, headers=doors.auth)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert (body["response"], body["conversation_id"]) == ("Echo: hi", doors.conversation_id)
+
+
+def fail_insert(fault: Exception) -> Callable[[Doors], None]:
+    return lambda doors: doors.callers_store().fail_next("insert_message", fault)
+
+
+def model_rejects(doors: Doors) -> None:
+    doors.chat.model.script.append(ModelRejected("The AI model rejected this conversation (400): no."))
+
+
+def rate_limited(doors: Doors) -> None:
+    doors.callers_store().fail_next(
+        "insert_message", RateLimited(9, "Too many messages: at most 1 per 60 s.", "messages_per_window")
+    )
+
+
+def hold_the_model(doors: Doors) -> None:
+    doors.chat.model.gate = threading.Event()
+
+
+@pytest.mark.parametrize(
+    ("arrange", "settings", "expected", "headers"),
+    [
+        pytest.param(fail_insert(StoreUnavailable("down")), {}, (503, "supabase_unavailable"), {"Retry-After": "5"},
+                     id="Supabase unreachable: 503, try again"),
+        pytest.param(fail_insert(StoreRejected("no such function")), {}, (500, "internal_error"), {},
+                     id="Supabase refuses a request of ours: 500, no Retry-After"),
+        pytest.param(model_rejects, {}, (502, "reply_failed"), {}, id="the model failed: 502, message kept"),
+        pytest.param(rate_limited, {}, (429, "rate_limited"), {"Retry-After": "9"},
+                     id="over the rate limit: 429 with Retry-After"),
+        pytest.param(hold_the_model, {"chat_reply_timeout_seconds": 0.05}, (504, "reply_timeout"), {},
+                     id="no reply in time: 504 with the message id"),
+    ],
+)
+def test_the_domain_failures_a_caller_sees(
+    arrange: Callable[[Doors], None], settings: dict[str, Any], expected: tuple[int, str], headers: dict[str, str]
+) -> None:
+    doors = Doors(**settings)
+    try:
+        arrange(doors)
+        response = doors.client.post(f"/api/chat/{doors.conversation_id}", json={"message": "hi"}, headers=doors.auth)
+        assert error(response) == expected
+        for name, value in headers.items():
+            assert response.headers[name] == value
+        if expected[0] in (502, 504):
+            assert response.get_json()["error"]["message_id"] in doors.chat.database.messages
+        if expected[0] == 500:
+            assert "Retry-After" not in response.headers
+    finally:
+        if doors.chat.model.gate is not None:
+            doors.chat.model.gate.set()
+        doors.chat.service.workers.drain(5)
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param(f"/api/conversations/{uuid.uuid4()}", (404, "not_found"), id="unknown conversation"),
+        pytest.param("/api/conversations/not-a-uuid", (404, "not_found"), id="not a UUID"),
+        pytest.param("/api/conversations?limit=0", (400, "bad_request"), id="limit out of range"),
+        pytest.param("/api/conversations?colour=red", (400, "bad_request"), id="unknown query parameter"),
+    ],
+)
+def test_conversation_routes_refuse_what_names_nothing(doors: Doors, path: str, expected: tuple[int, str]) -> None:
+    assert error(doors.client.get(path, headers=doors.auth)) == expected
+
+
+def test_someone_elses_conversation_is_indistinguishable_from_none(doors: Doors) -> None:
+    other = doors.chat.database.add_conversation("someone-else")
+    assert error(doors.client.get(f"/api/conversations/{other}", headers=doors.auth)) == (404, "not_found")
+    assert error(doors.client.delete(f"/api/conversations/{other}", headers=doors.auth)) == (404, "not_found")
+    assert other in doors.chat.database.conversations
+
+
+def test_create_list_get_delete(doors: Doors) -> None:
+    created = doors.client.post("/api/conversations", json={"title": "First"}, headers=doors.auth)
+    assert created.status_code == 201
+    conversation_id = created.get_json()["id"]
+    listed = doors.client.get("/api/conversations", headers=doors.auth).get_json()["conversations"]
+    assert conversation_id in [item["id"] for item in listed]
+    assert doors.client.get(f"/api/conversations/{conversation_id}", headers=doors.auth).get_json()["title"] == "First"
+    assert doors.client.delete(f"/api/conversations/{conversation_id}", headers=doors.auth).status_code == 204
+    assert conversation_id not in doors.chat.database.conversations
+
+
+# ----------------------------------------------------------------------------- health
+
+
+def test_ready_when_supabase_answers_and_503_when_not(doors: Doors) -> None:
+    assert doors.client.get("/healthz").get_json() == {"status": "ok"}
+    assert doors.client.get("/readyz").get_json() == {"status": "ready"}
+    doors.chat.store.fail_next("ping", StoreUnavailable("connection refused"))
+    assert error(doors.client.get("/readyz")) == (503, "not_ready")
+
+
+# ----------------------------------------------------------------------------- the event door
+
+
+def delivery(doors: Doors, body: bytes | None = None, **header_changes: str) -> Any:
+    message_id = doors.chat.database.add_message(doors.conversation_id)
+    body = body if body is not None else message_event(message_id, doors.conversation_id)
+    headers = {**signed_headers(WEBHOOK_SECRET, body), **header_changes}
+    return doors.client.post("/webhooks/messages", data=body, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("body", "header_changes", "expected"),
+    [
+        pytest.param(None, {"webhook-signature": "v1,Zm9yZ2Vk"}, (401, "invalid_signature"), id="forged"),
+        pytest.param(None, {"webhook-timestamp": "1614265330"}, (401, "invalid_signature"), id="replayed"),
+        pytest.param(b"{", {}, (400, "invalid_payload"), id="signed but not JSON"),
+        pytest.param(json.dumps({"type": "INSERT"}).encode(), {}, (400, "invalid_payload"), id="signed, not an event"),
+        pytest.param(b"x" * 300_000, {}, (413, "request_entity_too_large"), id="over the body limit"),
+    ],
+)
+def test_the_event_door_refuses_bad_deliveries(
+    doors: Doors, body: bytes | None, header_changes: dict[str, str], expected: tuple[int, str]
+) -> None:
+    assert error(delivery(doors, body, **header_changes)) == expected
+    assert all(row.status == "pending" for row in doors.chat.database.messages.values())
+
+
+def test_an_event_that_is_not_a_new_user_message_is_ignored(doors: Doors) -> None:
+    body = message_event(str(uuid.uuid4()), doors.conversation_id, role="assistant")
+    response = delivery(doors, body)
+    assert (response.status_code, response.get_json()) == (200, {"status": "ignored"})
+
+
+def test_a_delivery_is_accepted_and_answered(doors: Doors) -> None:
+    response = delivery(doors)
+    assert response.status_code == 202
+    message_id = response.get_json()["message_id"]
+    wait_until(lambda: doors.chat.database.messages[message_id].status == "done")
+
+
+def shut_down(chat: FakeChat) -> None:
+    chat.service.begin_shutdown()
+
+
+def occupy_the_only_worker(chat: FakeChat) -> None:
+    chat.model.gate = threading.Event()
+    conversation_id = next(iter(chat.database.conversations))
+    assert chat.service.accept_delivery(chat.database.add_message(conversation_id)) is Delivery.ACCEPTED
+
+
+@pytest.mark.parametrize(
+    ("arrange", "code"),
+    [
+        pytest.param(shut_down, "shutting_down", id="instance shutting down"),
+        pytest.param(occupy_the_only_worker, "busy", id="every worker busy"),
+    ],
+)
+def test_a_delivery_the_instance_cannot_take_is_503_and_stays_pending(
+    arrange: Callable[[FakeChat], None], code: str
+) -> None:
+    doors = Doors(worker_threads=1, worker_queue_size=0)
+    try:
+        arrange(doors.chat)
+        response = delivery(doors)
+        assert error(response) == (503, code)
+        assert response.headers["Retry-After"] == "5"
+        assert doors.chat.database.messages[_last(doors)].status == "pending"
+    finally:
+        if doors.chat.model.gate is not None:
+            doors.chat.model.gate.set()
+        doors.chat.service.workers.drain(5)
+
+
+def _last(doors: Doors) -> str:
+    return max(doors.chat.database.messages.values(), key=lambda row: row.created_at).id
