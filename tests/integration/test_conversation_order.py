@@ -1,7 +1,7 @@
 """A conversation's total order (seq) and one-at-a-time answering, at the SQL functions the
-service calls: a batch keeps its order, a message waits while an earlier one is unanswered, the
-one who settles it is told which to answer next, and a claim can be released by a token its
-caller chose (for a claim whose answer never arrived)."""
+service calls: a batch keeps its order, a message waits while an earlier one is unanswered, and
+the one who settles it is told which to answer next. (Releasing by a caller-chosen token:
+test_claim_timeout.py.)"""
 
 from __future__ import annotations
 
@@ -109,19 +109,6 @@ def test_other_conversations_do_not_wait(db: psycopg.Connection, service_role: R
         (other, user),
     ).fetchone()[0]
     assert claim(service_role, lone)["context"] == [{"role": "user", "content": "elsewhere"}]
-
-
-def test_a_claim_is_released_by_the_token_its_caller_chose(db: psycopg.Connection, service_role: Role,
-                                                          batch: list[str]) -> None:
-    """What the service does when a claim call timed out: it cannot know whether the claim
-    committed, so it releases by its own token; the attempt is not counted."""
-    first = batch[0]
-    token = str(uuid.uuid4())
-    assert claim(service_role, first, token)["attempt"] == 1
-    assert service_role.execute("select public.release_message(%s, %s)", (first, token)) == [(True,)]
-    assert service_role.execute("select public.release_message(%s, %s)", (first, str(uuid.uuid4()))) == [(False,)]
-    assert db.execute("select attempts from public.messages where id = %s", (first,)).fetchone()[0] == 0
-    assert claim(service_role, first)["attempt"] == 1
 
 
 def test_system_prompt_counts_inside_the_budget_and_is_cut_to_fit(db: psycopg.Connection, service_role: Role) -> None:
