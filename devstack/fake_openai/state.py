@@ -58,6 +58,7 @@ class RecordedRequest:
     received_at: float
     outcome: str
     user_text: str
+    max_tokens: Any = None  # as the request sent it: what a reply may cost the caller
 
     def to_json(self) -> JsonDict:
         """Return the public JSON form (the matching helper field stays private)."""
@@ -67,6 +68,7 @@ class RecordedRequest:
             "stream": self.stream,
             "received_at": self.received_at,
             "outcome": self.outcome,
+            "max_tokens": self.max_tokens,
         }
 
 
@@ -120,10 +122,10 @@ class FakeModelState:
             return None
 
     def record_request(
-        self, *, model: Any, messages: Any, stream: bool, outcome: str, user_text: str
+        self, *, model: Any, messages: Any, stream: bool, outcome: str, user_text: str, max_tokens: Any = None
     ) -> RecordedRequest:
         """Append a request to the log at arrival time (before any simulated delay)."""
-        entry = RecordedRequest(model, messages, stream, time.time(), outcome, user_text)
+        entry = RecordedRequest(model, messages, stream, time.time(), outcome, user_text, max_tokens)
         with self._lock:
             self._requests.append(entry)
         return entry

@@ -4,32 +4,34 @@
 -- pipeline answers one message of a conversation at a time, in that order, so each reply sees
 -- every earlier message and its reply.
 --
--- seq: a user message takes the conversation's next even number (conversations.last_seq + 2), in
--- the order its statement inserts the rows; its reply takes the message's seq + 1. Ordering by
--- seq alone therefore reads message, reply, message, reply, whatever order the replies were
--- written in. Users cannot set seq (it is not in their insert grant, and the trigger overwrites it).
+-- seq: a user message takes the next even number of one sequence (private.message_seq), in the
+-- order its statement inserts the rows; its reply takes the message's seq + 1. Ordering a
+-- conversation by seq alone therefore reads message, reply, message, reply, whatever order the
+-- replies were written in. A sequence, not a per-conversation counter row: numbering takes no
+-- lock, so concurrent inserts into one conversation never wait for each other's commit. Users
+-- cannot set seq (it is not in their insert grant, and the trigger overwrites it).
 --
 -- A message sent while an earlier one of its conversation is unanswered waits: its claim is
 -- refused ({"waiting": true}) and the worker that settles the earlier message hands it on
 -- (next_message_id). The lock on the conversation row orders those two, so a waiting message is
 -- never left for the sweep. Other conversations are not affected.
 
-alter table public.conversations add column last_seq bigint not null default 0;
-comment on column public.conversations.last_seq is
-  'The seq of the newest user message (0 for none). Written by the messages trigger only.';
+create sequence private.message_seq as bigint start with 2 increment by 2;
+revoke all on sequence private.message_seq from public, anon, authenticated;
 alter table public.messages add column seq bigint;
 comment on column public.messages.seq is
-  'Place in the conversation: user messages 2, 4, 6, ... in insert order; a reply its message''s seq + 1.';
+  'Place in the conversation: user messages take rising even numbers in insert order; a reply its message''s seq + 1.';
 
+-- Existing rows keep the order they had: (created_at, id).
 with numbered as (
-  select m.id, 2 * row_number() over (partition by m.conversation_id order by m.created_at, m.id) as seq
+  select m.id, 2 * row_number() over (order by m.created_at, m.id) as seq
     from public.messages m
    where m.role = 'user'
 )
 update public.messages m set seq = n.seq from numbered n where m.id = n.id;
 update public.messages r set seq = u.seq + 1 from public.messages u where r.reply_to = u.id;
-update public.conversations c
-   set last_seq = coalesce((select max(m.seq) from public.messages m where m.conversation_id = c.id and m.role = 'user'), 0);
+select pg_catalog.setval('private.message_seq',
+  coalesce((select max(m.seq) from public.messages m where m.role = 'user'), 0) + 2, false);
 alter table public.messages alter column seq set not null;
 
 create unique index messages_conversation_seq_idx on public.messages (conversation_id, seq);
@@ -37,14 +39,12 @@ drop index public.messages_conversation_recent_idx;
 
 create function private.number_message() returns trigger
 language plpgsql
-security definer  -- bumps the conversation's counter, which its owner cannot update
+security definer  -- the sequence is private: the inserting user may not use it
 set search_path = ''
 as $$
 begin
   if new.role = 'user' then
-    update public.conversations c set last_seq = c.last_seq + 2
-     where c.id = new.conversation_id
-    returning c.last_seq into new.seq;
+    new.seq := pg_catalog.nextval('private.message_seq');
   else
     select m.seq + 1 into new.seq from public.messages m
      where m.id = new.reply_to and m.conversation_id = new.conversation_id;
@@ -167,9 +167,10 @@ $$;
 revoke execute on function public.next_message_to_answer(uuid) from public, anon, authenticated;
 grant execute on function public.next_message_to_answer(uuid) to service_role;
 
--- Every writer takes the conversation's row lock before the message's (inserting a user message
--- takes it through messages_number_message), so claims, completions and failures of one
--- conversation happen one after the other and never deadlock.
+-- Every pipeline writer takes the conversation's row lock (FOR NO KEY UPDATE: inserts, whose
+-- foreign-key checks take KEY SHARE, are not held up) before the message's, so claims,
+-- completions, failures and releases of one conversation happen one after the other and never
+-- deadlock.
 
 drop function public.claim_message_for_reply(uuid, integer, integer, integer, integer);
 drop function public.claim_message(uuid, integer, integer);
@@ -197,7 +198,7 @@ begin
   if not found then
     return null;
   end if;
-  select * into conversation from public.conversations c where c.id = target.conversation_id for update;
+  select * into conversation from public.conversations c where c.id = target.conversation_id for no key update;
   select * into target from public.messages m where m.id = claim_message.message_id;
   if not (target.status = 'pending' or (target.status = 'processing' and target.lease_expires_at < now())) then
     return null;
@@ -311,7 +312,7 @@ begin
   if not found then
     return null;
   end if;
-  perform 1 from public.conversations c where c.id = conversation_id for update;
+  perform 1 from public.conversations c where c.id = conversation_id for no key update;
   select * into target from public.messages m
    where m.id = complete_message_for_reply.message_id and m.role = 'user'
    for update;
@@ -360,7 +361,7 @@ begin
   if not found then
     return jsonb_build_object('failed', false, 'next_message_id', null);
   end if;
-  perform 1 from public.conversations c where c.id = conversation_id for update;
+  perform 1 from public.conversations c where c.id = conversation_id for no key update;
   update public.messages m
      set status = 'failed', error = fail_message.error, lease_expires_at = null, claim_token = null
    where m.id = fail_message.message_id
@@ -386,7 +387,7 @@ begin
   if not found then
     return false;
   end if;
-  perform 1 from public.conversations c where c.id = conversation_id for update;
+  perform 1 from public.conversations c where c.id = conversation_id for no key update;
   update public.messages m
      set lease_expires_at = now() - interval '1 millisecond',
          claim_token = null,

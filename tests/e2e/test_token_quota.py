@@ -33,6 +33,7 @@ def test_reply_tokens_as_reported_are_charged_and_then_refuse(
 
     sent = fake_model.requests()
     assert len(sent) == 1
+    assert sent[0]["max_tokens"] == 1024  # REPLY_MAX_TOKENS' default: a reply's cost is bounded too
     reported = sum(estimate(str(m["content"])) for m in sent[0]["messages"]) + estimate(f"Echo: {question}")
     stored = one_row(db, "select prompt_tokens + completion_tokens from public.messages where role = 'assistant'")
     usage = one_row(db, "select messages, tokens from public.chat_usage where user_id = %s", (alice.user_id,))
