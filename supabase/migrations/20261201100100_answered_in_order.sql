@@ -167,6 +167,36 @@ $$;
 revoke execute on function public.next_message_to_answer(uuid) from public, anon, authenticated;
 grant execute on function public.next_message_to_answer(uuid) to service_role;
 
+-- The sweep's list: as before, but only the head of each conversation's queue. A later message
+-- waits for the earlier one and is handed on when it settles; listing every waiting message would
+-- have each sweep claim them all for nothing (a conversation with a backlog of 300 is 300 refused
+-- claims every interval), while the head alone is what needs re-driving.
+create or replace function public.list_stalled_messages(
+  pending_grace_seconds integer default 30,
+  max_count integer default 100
+) returns table (id uuid, status text, created_at timestamptz)
+language sql
+stable
+set search_path = ''
+as $$
+  select m.id, m.status, m.created_at
+    from public.messages m
+   where m.role = 'user'
+     and m.status in ('pending', 'processing')
+     and ((m.status = 'pending' and m.created_at < now() - make_interval(secs => pending_grace_seconds))
+          or (m.status = 'processing' and m.lease_expires_at < now()))
+     and not exists (
+       select 1
+         from public.messages e
+        where e.conversation_id = m.conversation_id
+          and e.role = 'user'
+          and e.status in ('pending', 'processing')
+          and e.seq < m.seq
+     )
+   order by m.created_at
+   limit max_count
+$$;
+
 -- Every pipeline writer takes the conversation's row lock (FOR NO KEY UPDATE: inserts, whose
 -- foreign-key checks take KEY SHARE, are not held up) before the message's, so claims,
 -- completions, failures and releases of one conversation happen one after the other and never

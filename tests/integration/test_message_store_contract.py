@@ -224,3 +224,13 @@ def test_a_claim_takes_the_token_its_caller_chose_and_is_released_by_it(subject:
     assert claimed is not None and claimed.claim_token == token
     assert subject.store.release_message(message_id, token)
     assert subject.rows.state(message_id) == ("processing", None, 0)
+
+
+def test_the_sweep_lists_only_the_head_of_a_conversations_queue(subject: Subject) -> None:
+    """Later messages wait and are handed on; re-driving them would be claims refused for nothing."""
+    first, second = subject.rows.conversation("one", "two")
+    claimed = claim(subject, first)
+    assert claimed is not None
+    subject.rows.expire_lease(first)
+    listed = subject.store.list_stalled_messages(0, 10)
+    assert first in listed and second not in listed

@@ -199,10 +199,12 @@ class InMemoryMessageStore(Faults):
         self._enter("list_stalled_messages")
         with self.db.lock:
             now = self.db.clock()
+            heads = {row.conversation_id: self._earliest_unanswered(row.conversation_id) for row in self.db.messages.values()}
             stalled = [
                 row for row in self.db.messages.values()
-                if (row.status == "pending" and row.created_at < now - pending_grace_seconds)
-                or (row.status == "processing" and row.lease_expires_at is not None and row.lease_expires_at < now)
+                if ((row.status == "pending" and row.created_at < now - pending_grace_seconds)
+                    or (row.status == "processing" and row.lease_expires_at is not None and row.lease_expires_at < now))
+                and heads[row.conversation_id] is row  # later ones wait, and are handed on
             ]
             return [row.id for row in sorted(stalled, key=lambda row: row.created_at)[:max_count]]
 
