@@ -9,7 +9,7 @@
 -- conversation by seq alone therefore reads message, reply, message, reply, whatever order the
 -- replies were written in. A sequence, not a per-conversation counter row: numbering takes no
 -- lock, so concurrent inserts into one conversation never wait for each other's commit. Users
--- cannot set seq (it is not in their insert grant, and the trigger overwrites it).
+-- cannot set seq (it is not in their insert grant; a reply's is always set by the trigger).
 --
 -- A message sent while an earlier one of its conversation is unanswered waits: its claim is
 -- refused ({"waiting": true}) and the worker that settles the earlier message hands it on
@@ -33,6 +33,11 @@ update public.messages r set seq = u.seq + 1 from public.messages u where r.repl
 select pg_catalog.setval('private.message_seq',
   coalesce((select max(m.seq) from public.messages m where m.role = 'user'), 0) + 2, false);
 alter table public.messages alter column seq set not null;
+-- The trigger below numbers every insert; the default covers loads that skip triggers
+-- (session_replication_role = replica), which then number rows in insert order. A default is
+-- evaluated with the inserting role's rights: they may draw from the sequence, nothing more.
+alter table public.messages alter column seq set default pg_catalog.nextval('private.message_seq');
+grant usage on sequence private.message_seq to authenticated, service_role;
 
 create unique index messages_conversation_seq_idx on public.messages (conversation_id, seq);
 drop index public.messages_conversation_recent_idx;
@@ -44,7 +49,8 @@ set search_path = ''
 as $$
 begin
   if new.role = 'user' then
-    new.seq := pg_catalog.nextval('private.message_seq');
+    -- Drawn by the column's default, in insert order (users cannot name the column).
+    new.seq := coalesce(new.seq, pg_catalog.nextval('private.message_seq'));
   else
     select m.seq + 1 into new.seq from public.messages m
      where m.id = new.reply_to and m.conversation_id = new.conversation_id;
