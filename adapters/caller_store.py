@@ -39,10 +39,6 @@ class PostgrestCallerStore:
     def __init__(self, client: SyncPostgrestClient) -> None:
         self.client = client
 
-    def consume_chat_quota(self, max_requests: int, window_seconds: int) -> tuple[bool, int]:
-        result = self._rpc("consume_chat_quota", {"max_requests": max_requests, "window_seconds": window_seconds})
-        return bool(result["allowed"]), int(result["retry_after_seconds"])
-
     def insert_message(
         self, message_id: str, conversation_id: str, content: str, client_message_id: str | None
     ) -> str:

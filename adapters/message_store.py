@@ -13,7 +13,7 @@ from supabase import Client, ClientOptions, create_client
 from adapters.postgrest_errors import store_error
 from chat.errors import ChatError, ClaimSuperseded, StoreUnavailable
 from chat.outcome import MessageOutcome
-from chat.ports import ClaimedMessage, ModelReply, StoredReply, StreamingReply
+from chat.ports import ClaimedMessage, FailedMessage, ModelReply, StoredReply, StreamingReply, WaitingMessage
 
 STORE_TIMEOUT_SECONDS = 10.0
 
@@ -40,10 +40,17 @@ class SupabaseMessageStore:
         self.client = client
 
     def claim_message_for_reply(
-        self, message_id: str, lease_seconds: int, max_attempts: int, token_budget: int, max_messages: int
-    ) -> ClaimedMessage | None:
-        """Claim the message and read the context that fits `token_budget` (system prompt
-        included), in one round trip."""
+        self,
+        message_id: str,
+        lease_seconds: int,
+        max_attempts: int,
+        token_budget: int,
+        max_messages: int,
+        claim_token: str | None = None,
+    ) -> ClaimedMessage | WaitingMessage | None:
+        """Claim the message under `claim_token` (chosen by the caller, so a claim whose answer
+        never arrives can still be released by it) and read the context that fits `token_budget`
+        (system prompt included), in one round trip."""
         row = self._rpc(
             "claim_message_for_reply",
             {
@@ -52,10 +59,13 @@ class SupabaseMessageStore:
                 "lease_seconds": lease_seconds,
                 "max_attempts": max_attempts,
                 "max_messages": max_messages,
+                "claim_token": claim_token,
             },
         )
         if not row:
             return None
+        if row.get("waiting"):
+            return WaitingMessage(message_id=row["message_id"], waiting_for=row["waiting_for"])
         return ClaimedMessage(
             message_id=row["message_id"],
             conversation_id=row["conversation_id"],
@@ -66,6 +76,7 @@ class SupabaseMessageStore:
             system_prompt=row.get("system_prompt"),
             model=row.get("model"),
             context=list(row.get("context") or []),
+            system_prompt_trimmed=bool(row.get("system_prompt_trimmed")),
         )
 
     def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
@@ -88,7 +99,12 @@ class SupabaseMessageStore:
             return None
         if row.get("reply_id") is None:
             raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
-        return StoredReply(reply_id=row["reply_id"], content=row["content"], conversation_id=row["conversation_id"])
+        return StoredReply(
+            reply_id=row["reply_id"],
+            content=row["content"],
+            conversation_id=row["conversation_id"],
+            next_message_id=row.get("next_message_id"),
+        )
 
     def begin_reply(self, claim: ClaimedMessage, content: str) -> StreamingReply:
         row = self._rpc("begin_reply", {"message_id": claim.message_id, "claim_token": claim.claim_token, "content": content})
@@ -121,16 +137,24 @@ class SupabaseMessageStore:
         if row.get("superseded") or (status == "done" and row.get("reply_id") is None):
             raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
         return MessageOutcome(
-            claim.message_id, row["conversation_id"], row["status"], error, row.get("reply_id"), row.get("content")
+            claim.message_id,
+            row["conversation_id"],
+            row["status"],
+            error,
+            row.get("reply_id"),
+            row.get("content"),
+            row.get("next_message_id"),
         )
 
     def stop_requested_messages(self, message_ids: list[str]) -> list[str]:
         return [str(message_id) for message_id in self._rpc("stop_requested_messages", {"message_ids": message_ids}) or []]
 
-    def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
-        """Mark the message failed under this claim. False: the claim is stale, nothing changed."""
+    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
+        """Mark the message failed under this claim (failed=False: the claim is stale, nothing
+        changed), and learn which message of the conversation to answer next."""
         params = {"message_id": claim.message_id, "claim_token": claim.claim_token, "error": error}
-        return bool(self._rpc("fail_message", params))
+        row = self._rpc("fail_message", params) or {}
+        return FailedMessage(failed=bool(row.get("failed")), next_message_id=row.get("next_message_id"))
 
     def release_message(self, message_id: str, claim_token: str) -> bool:
         return bool(self._rpc("release_message", {"message_id": message_id, "claim_token": claim_token}))
@@ -140,6 +164,11 @@ class SupabaseMessageStore:
             "list_stalled_messages", {"pending_grace_seconds": pending_grace_seconds, "max_count": max_count}
         )
         return [row["id"] for row in rows or []]
+
+    def configure_chat_models(self, models: list[str]) -> None:
+        """Publish the operator's model allowlist to the database, which refuses any other model
+        when a conversation is written (on every path, not only ours)."""
+        self._rpc("configure_chat_models", {"models": models})
 
     def ping(self) -> None:
         """One cheap request that needs Supabase, its database and our schema to all answer."""

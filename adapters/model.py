@@ -59,7 +59,7 @@ class OpenAIChatModel:
         max_attempts: int,
         retry_initial_seconds: float,
         retry_max_seconds: float,
-        reply_max_tokens: int | None = None,
+        reply_max_tokens: int = 1024,
     ) -> None:
         self.client = client
         self.max_attempts = max_attempts
@@ -131,9 +131,8 @@ class OpenAIChatModel:
         but without `chat.completions.create`'s parameter transform: it walks every message
         through the TypedDict machinery and cost ~0.1 ms per message (13 ms for a 100-message
         context) to produce the same plain JSON we already have."""
-        body: dict[str, Any] = {"model": model, "messages": messages}
-        if self.reply_max_tokens:
-            body["max_tokens"] = self.reply_max_tokens
+        # max_tokens always: without it the provider's own maximum is what a reply may cost.
+        body: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": self.reply_max_tokens}
         return self.client.post("/chat/completions", body=body, cast_to=ChatCompletion)
 
     def _wait(self, state: RetryCallState) -> float:

@@ -7,6 +7,7 @@ PostgREST's own PGRSTxxx (https://docs.postgrest.org/en/stable/references/errors
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import httpx
@@ -14,14 +15,31 @@ from postgrest.exceptions import APIError
 
 from chat.errors import (
     ChatError,
+    ConversationLimitReached,
     ConversationNotFound,
     CursorNotFound,
     DuplicateClientMessage,
     InvalidCredentials,
     InvalidRequest,
+    RateLimited,
     StoreRejected,
     StoreUnavailable,
 )
+from chat.logging import get_logger
+
+logger = get_logger(__name__)
+
+# Refusals our migrations raise themselves (RAISE SQLSTATE 'PGRST', see usage_quotas.sql): their
+# message is written for the user, and is what the user is told.
+OWN_REFUSALS: Mapping[str, type[ChatError]] = {
+    "quota_exceeded": RateLimited,
+    "conversation_limit": ConversationLimitReached,
+    "system_prompt_too_long": InvalidRequest,
+    "model_not_allowed": InvalidRequest,
+    "cursor_not_found": CursorNotFound,
+}
+# Postgres's own wording names internals (types, constraints, values): it stays in the logs.
+DATA_REFUSED_MESSAGE = "a value could not be stored (wrong type, format or size)."
 
 # (code, or prefix ending in "*") -> the named error. First match wins; anything else is StoreRejected.
 POSTGREST_ERRORS: tuple[tuple[str, type[ChatError]], ...] = (
@@ -43,7 +61,6 @@ POSTGREST_ERRORS: tuple[tuple[str, type[ChatError]], ...] = (
     ("PGRST301", InvalidCredentials),  # the caller's JWT is malformed or expired for PostgREST
     ("PGRST302", InvalidCredentials),  # anonymous access refused
     ("PGRST303", InvalidCredentials),  # JWT claims refused
-    ("P0002", CursorNotFound),  # raised by conversation_history / list_conversations for an unknown 'before'
     ("22*", InvalidRequest),  # data exceptions: a value the column cannot take
     ("23502", InvalidRequest),  # not-null violation
     ("23514", InvalidRequest),  # check violation
@@ -60,12 +77,36 @@ def store_error(
     if isinstance(error, httpx.HTTPError):
         return StoreUnavailable(f"Supabase unreachable during {during}: {type(error).__name__}")
     code = str(error.code or "")
+    if code == "quota_exceeded":
+        return _rate_limited(error)
+    if code in OWN_REFUSALS:
+        return OWN_REFUSALS[code](error.message or code)
     named = (meaning or {}).get(code) or _lookup(code)
     if named is StoreRejected:
         return StoreRejected(f"Supabase refused {during} ({code or 'no code'}): {error.message}")
     if named is StoreUnavailable:
         return StoreUnavailable(f"Supabase failed during {during} ({code}): {error.message}")
+    if named is InvalidRequest:
+        logger.info("database refused the request's data", code=code, during=during)
+        logger.debug("database refusal text", code=code, reason=error.message)
+        return InvalidRequest(DATA_REFUSED_MESSAGE)
     return named(error.message or code)
+
+
+def _rate_limited(error: APIError) -> RateLimited:
+    """A quota refusal: its details are JSON with the limit's name and the seconds until it resets."""
+    try:
+        details = json.loads(error.details or "{}")
+    except (TypeError, ValueError):
+        details = {}
+    if not isinstance(details, dict):
+        details = {}
+    retry_after = details.get("retry_after_seconds")
+    return RateLimited(
+        retry_after if isinstance(retry_after, int) and retry_after > 0 else 60,
+        error.message or "A usage limit is reached; try again later.",
+        str(details.get("limit") or ""),
+    )
 
 
 def _lookup(code: str) -> type[ChatError]:

@@ -7,6 +7,7 @@ from flask import Blueprint, Response
 from api.auth import InvalidToken
 from chat.errors import (
     ClientMessageConflict,
+    ConversationLimitReached,
     ConversationNotFound,
     CursorNotFound,
     InvalidCredentials,
@@ -49,7 +50,7 @@ def register_api_errors(blueprint: Blueprint) -> None:
 
     @blueprint.errorhandler(InvalidRequest)
     def invalid_request(error: InvalidRequest) -> Response:
-        return error_response(400, "bad_request", f"Invalid request: {error}.")
+        return error_response(400, "bad_request", f"Invalid request: {error}")
 
     @blueprint.errorhandler(ClientMessageConflict)
     def client_message_conflict(error: ClientMessageConflict) -> Response:
@@ -59,11 +60,14 @@ def register_api_errors(blueprint: Blueprint) -> None:
 
     @blueprint.errorhandler(RateLimited)
     def rate_limited(error: RateLimited) -> Response:
-        response = error_response(
-            429, "rate_limited", f"Too many messages; try again in {error.retry_after_seconds} s."
-        )
+        details = {"limit": error.limit} if error.limit else {}
+        response = error_response(429, "rate_limited", error.message, **details)
         response.headers["Retry-After"] = str(error.retry_after_seconds)
         return response
+
+    @blueprint.errorhandler(ConversationLimitReached)
+    def conversation_limit(error: ConversationLimitReached) -> Response:
+        return error_response(403, "conversation_limit", str(error))
 
     @blueprint.errorhandler(ReplyFailed)
     def reply_failed(error: ReplyFailed) -> Response:

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from api.requests import rest_door
 from api.schemas import ChatMessageIn, ConversationIn
 
 openapi = Blueprint("openapi", __name__)
@@ -21,7 +22,12 @@ ERROR = {
         "error": {
             "type": "object",
             "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "message_id": UUID},
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "message_id": UUID,
+                "limit": {"type": "string", "description": "with 429: the limit reached"},
+            },
         }
     },
 }
@@ -83,12 +89,14 @@ def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
         400: "Malformed body, wrong types or bad query parameters",
         401: "Missing, malformed, forged or expired access token",
-        403: "user_id in the body is not the token's",
+        403: "user_id in the body is not the token's; or you have as many conversations as allowed",
+        408: "The body arrived too slowly (REQUEST_BODY_TIMEOUT_SECONDS); the connection is closed",
         404: "No such conversation, or not yours; or a 'before' cursor that names nothing in the list",
         409: "client_message_id already used in another conversation",
         413: "Body over the size limit",
         415: "Body is not JSON",
-        429: "Over the per-user rate limit (see Retry-After)",
+        429: "A usage limit is reached (messages per window or per day, tokens per day): the message says "
+        "which and when it resets; Retry-After gives the seconds",
         502: "The model could not answer; the message is kept as failed",
         503: "Supabase is unreachable",
         504: "No reply within the wait; fetch it later with the message_id",
@@ -96,12 +104,30 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json({"$ref": "#/components/schemas/Error"}, reasons[status]) for status in statuses}
 
 
-def _body(model: Any) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}
+def _body(model: Any, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema or model.model_json_schema()}}}
 
 
-def document() -> dict[str, Any]:
-    authenticated_errors = (400, 401, 413, 415, 503)
+DEFAULT_SYSTEM_PROMPT_MAX_CHARS = 8000  # private.quota_defaults' shipped value
+
+
+def conversation_in_schema(offered_models: list[str]) -> dict[str, Any]:
+    """ConversationIn as the database judges it: the model from the operator's allowlist, the
+    system prompt within its (per-user, operator-set) length, shipped as 8,000 characters."""
+    schema = ConversationIn.model_json_schema()
+    properties = schema["properties"]
+    properties["model"] = {
+        "anyOf": [{"enum": offered_models}, {"type": "null"}], "default": None, "title": "Model",
+        "description": "One of the offered models, or null for the default",
+    }
+    prompt = properties["system_prompt"]["anyOf"][0]
+    prompt["maxLength"] = DEFAULT_SYSTEM_PROMPT_MAX_CHARS
+    properties["system_prompt"]["description"] = "At most your limit of characters (8,000 unless the operator set another)"
+    return schema
+
+
+def document(offered_models: list[str]) -> dict[str, Any]:
+    authenticated_errors = (400, 401, 408, 413, 415, 503)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -177,10 +203,10 @@ def document() -> dict[str, Any]:
             "/api/conversations": {
                 "post": {
                     "operationId": "createConversation",
-                    "requestBody": _body(ConversationIn),
+                    "requestBody": _body(ConversationIn, conversation_in_schema(offered_models)),
                     "responses": {
                         "201": _json({"$ref": "#/components/schemas/Conversation"}, "Created"),
-                        **_errors(*authenticated_errors),
+                        **_errors(*authenticated_errors, 403),
                     },
                 },
                 "get": {
@@ -235,4 +261,4 @@ def document() -> dict[str, Any]:
 
 @openapi.get("/openapi.json")
 def openapi_json() -> ResponseReturnValue:
-    return jsonify(document())
+    return jsonify(document(list(rest_door().offered_models)))

@@ -16,6 +16,7 @@ from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
 from api.auth import TokenVerifier, bearer_token
 from chat.caller import Caller
+from doors.request_body import read_body
 
 Schema = TypeVar("Schema", bound=BaseModel)
 P = ParamSpec("P")
@@ -29,6 +30,7 @@ class RestDoor:
 
     token_verifier: TokenVerifier
     max_body_bytes: int
+    offered_models: tuple[str, ...] = ()  # the model allowlist, as /openapi.json describes it
 
 
 def install_rest_door(app: Flask, door: RestDoor) -> None:
@@ -59,11 +61,11 @@ def current_caller() -> Caller:
 
 
 def json_body(schema: type[Schema]) -> Schema:
-    request.max_content_length = rest_door().max_body_bytes
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
+    raw = read_body(rest_door().max_body_bytes)
     try:
-        body = json.loads(request.get_data())
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nesting too deep to parse
         raise BadRequest("The body is not valid JSON (or nests too deeply).") from None
     if not isinstance(body, dict):

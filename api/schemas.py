@@ -25,7 +25,8 @@ class ConversationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: StrictStr | None = Field(None, max_length=200, pattern=NO_NUL)
-    system_prompt: StrictStr | None = Field(None, max_length=8000, pattern=NO_NUL)
+    # Its length limit is the database's (per user, operator-set): a longer one is a 400 from there.
+    system_prompt: StrictStr | None = Field(None, pattern=NO_NUL)
     model: StrictStr | None = Field(None, min_length=1, max_length=100, pattern=NO_NUL)
 
 

@@ -66,7 +66,7 @@ def service_description(environment: BenchEnvironment) -> dict[str, Any]:
         "worker_threads": settings.worker_threads,
         "worker_queue_size": settings.worker_queue_size,
         "chat_poll_interval_seconds": settings.chat_poll_interval_seconds,
-        "bench_settings": {key: environment.env[key] for key in ("APP_ENV", "LOG_LEVEL", "RATE_LIMIT_REQUESTS")},
+        "bench_settings": {key: environment.env[key] for key in ("APP_ENV", "LOG_LEVEL")},
     }
 
 

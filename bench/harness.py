@@ -24,6 +24,7 @@ from supabase import ClientOptions, create_client
 
 from bench.baseline_process import BaselineProcess
 from bench.cpu import CpuMeter
+from devstack.quotas import GENEROUS, set_quota_defaults
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
 from devstack.stack import LocalStack, StackConfig
@@ -33,7 +34,6 @@ BENCH_SERVICE_ENV = {
     "CORS_ORIGINS": "http://localhost",
     "LOG_LEVEL": "WARNING",
     "OPENAI_MODEL": "fake-model",
-    "RATE_LIMIT_REQUESTS": "0",
 }
 
 
@@ -108,6 +108,7 @@ def bench_environment(*, with_baseline: bool = False, **service_env: str) -> Ite
         stack = LocalStack(
             StackConfig(state_dir=state_dir, api_port=free_port(), db_port=free_port(), model_port=free_port())
         ).start()
+        set_quota_defaults(stack.database_url, GENEROUS)  # the load is many users' worth, from a few
         env = {**stack.service_environment(), **BENCH_SERVICE_ENV, **service_env}
         service = ServiceProcess(env, port=free_port(), log_path=state_dir / "service.log")
         baseline = BaselineProcess(env, port=free_port(), log_path=state_dir / "baseline.log") if with_baseline else None

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 from chat.errors import (
     ClientMessageConflict,
+    ConversationNotFound,
     DuplicateClientMessage,
-    RateLimited,
     ReplyFailed,
     ReplyTimeout,
 )
@@ -39,18 +39,14 @@ class ChatReply:
 
 
 class DirectChat:
-    def __init__(
-        self, waiter: ReplyWaiter, *, reply_timeout_seconds: float, rate_limit_requests: int, rate_limit_window_seconds: int
-    ) -> None:
+    def __init__(self, waiter: ReplyWaiter, *, reply_timeout_seconds: float) -> None:
         self.waiter = waiter
         self.reply_timeout_seconds = reply_timeout_seconds
-        self.rate_limit_requests = rate_limit_requests  # per caller per window; 0 turns the limit off
-        self.rate_limit_window_seconds = rate_limit_window_seconds
 
     def send(
         self, store: CallerStore, conversation_id: str, content: str, client_message_id: str | None
     ) -> ChatReply:
-        self.check_quota(store)
+        """Quotas are the database's: the insert is refused (RateLimited) like any other insert."""
         message_id = str(uuid.uuid4())
         with self.waiter.expect(message_id) as expectation:
             try:
@@ -77,17 +73,14 @@ class DirectChat:
                     outcome = expectation.outcome or store.message_outcome(message_id)
         return self.reply_from(message_id, outcome)
 
-    def check_quota(self, store: CallerStore) -> None:
-        if self.rate_limit_requests <= 0:
-            return
-        allowed, retry_after = store.consume_chat_quota(self.rate_limit_requests, self.rate_limit_window_seconds)
-        if not allowed:
-            raise RateLimited(retry_after)
-
     @staticmethod
     def reply_from(message_id: str, outcome: MessageOutcome | None) -> ChatReply:
-        """The settled outcome as the caller gets it; raises ReplyTimeout / ReplyFailed."""
-        if outcome is None or not outcome.settled:
+        """The settled outcome as the caller gets it; raises ConversationNotFound / ReplyTimeout / ReplyFailed."""
+        if outcome is None:
+            # The caller's own message is gone: its conversation was deleted before the reply was
+            # written. "It will be answered" (504) would be false; "no such conversation" is true.
+            raise ConversationNotFound(message_id)
+        if not outcome.settled:
             raise ReplyTimeout(message_id)
         if outcome.status == "stopped":
             return ChatReply(outcome.conversation_id, message_id, outcome.reply_id, outcome.reply or "", "stopped")

@@ -97,8 +97,7 @@ class DirectStream:
         self, store: CallerStore, conversation_id: str, content: str, client_message_id: str | None
     ) -> Iterator[StreamEvent]:
         """Insert the message (errors raise here, before any event, so the door answers them with
-        their status code) and return its events."""
-        self.direct_chat.check_quota(store)
+        their status code, quota refusals included) and return its events."""
         message_id = str(uuid.uuid4())
         subscriptions = ExitStack()
         inbox = subscriptions.enter_context(self.feed.subscribe(message_id))

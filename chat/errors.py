@@ -68,9 +68,18 @@ class ClientMessageConflict(ChatError):
 
 
 class RateLimited(ChatError):
-    def __init__(self, retry_after_seconds: int) -> None:
-        super().__init__(f"rate limited for {retry_after_seconds} s")
+    """The database refused the message: one of the user's quotas is used up. `message` says
+    which and when it resets, in words the user can read."""
+
+    def __init__(self, retry_after_seconds: int, message: str, limit: str = "") -> None:
+        super().__init__(message)
         self.retry_after_seconds = retry_after_seconds
+        self.message = message
+        self.limit = limit
+
+
+class ConversationLimitReached(ChatError):
+    """The user has as many conversations as the operator allows; `message` says how many."""
 
 
 class ReplyFailed(ChatError):

@@ -13,6 +13,7 @@ class MessageOutcome:
     error: str | None
     reply_id: str | None
     reply: str | None
+    next_message_id: str | None = None  # the conversation's next message, once this one settled
 
     @property
     def settled(self) -> bool:

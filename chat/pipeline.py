@@ -5,6 +5,11 @@ generating at once, reply_to's uniqueness keeps two replies from being written, 
 whose worker dies is claimed again by the re-drive sweep once its lease runs out. Every write
 names its claim (claim_token), so a worker whose lease ran out while another attempt took the
 message can neither fail nor answer it: its result is dropped and nobody waiting is told of it.
+
+A conversation is answered one message at a time, in its order (seq): a message whose earlier
+sibling is unanswered is not claimed (WAITING), and whoever settles that sibling is told which
+message comes next and hands it to the workers (`hand_on`), so each reply sees every earlier
+message and its reply.
 """
 
 from __future__ import annotations
@@ -12,15 +17,16 @@ from __future__ import annotations
 import enum
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import structlog
 
 from chat.context import build_prompt
-from chat.errors import ClaimSuperseded, ModelError, StoreUnavailable
+from chat.errors import ClaimSuperseded, ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
 from chat.outcome import MessageOutcome
-from chat.ports import ChatModel, ClaimedMessage, MessageStore
+from chat.ports import ChatModel, ClaimedMessage, MessageStore, WaitingMessage
 from chat.streaming import ReplyStreaming
 
 logger = get_logger(__name__)
@@ -34,6 +40,7 @@ class AnswerResult(enum.Enum):
     FAILED = "failed"
     STOPPED = "stopped"  # its owner stopped it; the partial reply is kept
     NOT_CLAIMED = "not_claimed"  # someone else has it, or it is already settled
+    WAITING = "waiting"  # an earlier message of its conversation comes first; it is handed on after
     DEFERRED = "deferred"  # the store was unreachable; the lease will expire and the sweep retries
 
 
@@ -48,8 +55,10 @@ class ReplyPipeline:
         max_attempts: int,
         context_token_budget: int,
         context_max_messages: int,
+        offered_models: list[str] | None = None,
         on_settled: Callable[[str, MessageOutcome | None], None] | None = None,
         streaming: ReplyStreaming | None = None,
+        hand_on: Callable[[str], bool] | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -58,8 +67,10 @@ class ReplyPipeline:
         self.max_attempts = max_attempts
         self.context_token_budget = context_token_budget
         self.context_max_messages = context_max_messages
+        self.offered_models = offered_models or [default_model]  # the operator's allowlist
         self.on_settled = on_settled
         self.streaming = streaming  # None: ask for whole answers (the in-memory unit tests' model)
+        self.hand_on = hand_on  # queues the next message of a conversation (the workers' submit)
         self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
         self._claims_lock = threading.Lock()
 
@@ -70,13 +81,23 @@ class ReplyPipeline:
 
     def answer(self, message_id: str) -> AnswerResult:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
+            claim_token = str(uuid.uuid4())
             try:
                 claim = self.store.claim_message_for_reply(
-                    message_id, self.lease_seconds, self.max_attempts, self.context_token_budget, self.context_max_messages
+                    message_id,
+                    self.lease_seconds,
+                    self.max_attempts,
+                    self.context_token_budget,
+                    self.context_max_messages,
+                    claim_token,
                 )
             except StoreUnavailable as error:
                 logger.warning("could not claim message", reason=str(error))
+                self._release_unknown_claim(message_id, claim_token)
                 return AnswerResult.DEFERRED
+            if isinstance(claim, WaitingMessage):
+                logger.info("message waits for an earlier one of its conversation", waiting_for=claim.waiting_for)
+                return AnswerResult.WAITING
             if claim is None:
                 # Held by another attempt, or settled: either way not ours to announce. A waiter
                 # woken now would read "processing"; the one who settles it tells the waiters.
@@ -90,6 +111,16 @@ class ReplyPipeline:
             finally:
                 with self._claims_lock:
                     self._active_claims.pop(message_id, None)
+
+    def _release_unknown_claim(self, message_id: str, claim_token: str) -> None:
+        """The claim call failed, but it may have committed (a timeout after the database did the
+        work): hand back whatever our token holds now, so the message is not stranded for a lease
+        and the attempt is not counted. Nothing to release is the usual, harmless answer."""
+        try:
+            if self.store.release_message(message_id, claim_token):
+                logger.info("released a claim whose answer was lost")
+        except StoreUnavailable as error:
+            logger.warning("could not release an uncertain claim; its lease will expire", reason=str(error))
 
     def _answer_claimed(self, claim: ClaimedMessage) -> AnswerResult:
         try:
@@ -109,9 +140,17 @@ class ReplyPipeline:
             return self._fail(claim, INTERNAL_ERROR_MESSAGE)
 
     def _generate_and_store(self, claim: ClaimedMessage) -> AnswerResult:
-        if self.streaming is not None:
-            return self._stream_and_store(claim, self.streaming)
         model_name = claim.model or self.default_model
+        if model_name not in self.offered_models:
+            # Written while it was offered, retired since: never call a model the operator dropped.
+            raise ModelRejected(
+                f"The model '{model_name[:100]}' is no longer offered here. Choose another model for this "
+                "conversation (or none, for the default) and send the message again."
+            )
+        if claim.system_prompt_trimmed:
+            logger.info("system prompt cut to fit the token budget", budget=self.context_token_budget)
+        if self.streaming is not None:
+            return self._stream_and_store(claim, self.streaming, model_name)
         started = time.perf_counter()
         reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()
@@ -133,11 +172,12 @@ class ReplyPipeline:
             claim.message_id,
             MessageOutcome(claim.message_id, stored.conversation_id, "done", None, stored.reply_id, stored.content),
         )
+        self._hand_on(stored.next_message_id)
         return AnswerResult.ANSWERED
 
-    def _stream_and_store(self, claim: ClaimedMessage, streaming: ReplyStreaming) -> AnswerResult:
+    def _stream_and_store(self, claim: ClaimedMessage, streaming: ReplyStreaming, model_name: str) -> AnswerResult:
         started = time.perf_counter()
-        outcome = streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), claim.model or self.default_model)
+        outcome = streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), model_name)
         if outcome is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
             self._settled(claim.message_id, None)
@@ -149,21 +189,29 @@ class ReplyPipeline:
             streamed_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         self._settled(claim.message_id, outcome)
+        self._hand_on(outcome.next_message_id)
         return {"done": AnswerResult.ANSWERED, "stopped": AnswerResult.STOPPED}.get(outcome.status, AnswerResult.FAILED)
 
     def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
         try:
-            failed = self.store.fail_message(claim, user_message)
+            result = self.store.fail_message(claim, user_message)
         except StoreUnavailable as error:
             logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
             return AnswerResult.DEFERRED
-        if not failed:
+        self._hand_on(result.next_message_id)
+        if not result.failed:
             # Our claim is stale: another attempt holds or settled the message, and tells the waiters.
             logger.warning("claim superseded; failure not recorded")
             return AnswerResult.NOT_CLAIMED
         outcome = MessageOutcome(claim.message_id, claim.conversation_id, "failed", user_message, None, None)
         self._settled(claim.message_id, outcome)
         return AnswerResult.FAILED
+
+    def _hand_on(self, next_message_id: str | None) -> None:
+        """Queue the conversation's next message now that this one is settled. Refused (workers full
+        or shutting down), it stays pending for the sweep, like any undelivered message."""
+        if next_message_id and self.hand_on is not None and not self.hand_on(next_message_id):
+            logger.warning("could not hand on the next message; the sweep will", next_message_id=next_message_id)
 
     def _settled(self, message_id: str, outcome: MessageOutcome | None) -> None:
         if self.on_settled is not None:

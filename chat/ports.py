@@ -24,9 +24,19 @@ class ClaimedMessage:
     attempt: int
     claim_token: str  # names this claim in every write; refused once another claim is current
     lease_expires_at: str
-    system_prompt: str | None
+    system_prompt: str | None  # cut to fit the token budget if it was longer (system_prompt_trimmed)
     model: str | None
     context: list[dict[str, str]]
+    system_prompt_trimmed: bool = False
+
+
+@dataclass(frozen=True)
+class WaitingMessage:
+    """Not claimed: an earlier message of its conversation is unanswered. Whoever settles that one
+    is told to answer this one next (next_message_id), so nothing is lost by leaving it."""
+
+    message_id: str
+    waiting_for: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,13 @@ class StoredReply:
     reply_id: str
     content: str
     conversation_id: str
+    next_message_id: str | None = None  # the conversation's message to answer now, if any
+
+
+@dataclass(frozen=True)
+class FailedMessage:
+    failed: bool  # False: the claim was stale, nothing changed
+    next_message_id: str | None = None  # the conversation's message to answer now, if any
 
 
 @dataclass(frozen=True)
@@ -51,22 +68,33 @@ class MessageStore(Protocol):
     database is StoreUnavailable; a request the database refuses is a named ChatError."""
 
     def claim_message_for_reply(
-        self, message_id: str, lease_seconds: int, max_attempts: int, token_budget: int, max_messages: int
-    ) -> ClaimedMessage | None:
-        """The claim plus its context, or None if someone else holds it or it is settled."""
+        self,
+        message_id: str,
+        lease_seconds: int,
+        max_attempts: int,
+        token_budget: int,
+        max_messages: int,
+        claim_token: str | None = None,
+    ) -> ClaimedMessage | WaitingMessage | None:
+        """The claim (under `claim_token`, chosen by the caller) plus its context; WaitingMessage
+        while an earlier message of its conversation is unanswered; None if someone else holds it
+        or it is settled."""
 
     def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
         """Write the reply under `claim` and return the reply as stored (the first one, if the
         message was answered already); None if the user message is gone (conversation deleted).
         Raises ClaimSuperseded if `claim` is stale and the message unanswered: the reply is dropped."""
 
-    def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
-        """Mark the message failed under `claim`, with a reason its author reads. False when the
-        claim is stale (another attempt holds or settled the message): nothing changed."""
+    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
+        """Mark the message failed under `claim`, with a reason its author reads (failed=False when
+        the claim is stale: another attempt holds or settled the message, nothing changed)."""
 
     def release_message(self, message_id: str, claim_token: str) -> bool:
-        """Hand an unfinished claim back (shutdown), so the next sweep need not wait for the lease;
-        the interrupted attempt is not counted."""
+        """Hand a claim back (shutdown, or a claim call whose answer was lost), so the next sweep
+        need not wait for the lease; the interrupted attempt is not counted."""
+
+    def configure_chat_models(self, models: list[str]) -> None:
+        """Publish the operator's model allowlist, which the database enforces on every write."""
 
     def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]: ...
 
@@ -119,11 +147,9 @@ class ReplyProgress:
 class CallerStore(Protocol):
     """The database as one signed-in caller sees it: every call runs under row-level security."""
 
-    def consume_chat_quota(self, max_requests: int, window_seconds: int) -> tuple[bool, int]:
-        """(allowed, retry_after_seconds), counted in the database so every instance shares it."""
-
     def insert_message(self, message_id: str, conversation_id: str, content: str, client_message_id: str | None) -> str:
-        """Raise DuplicateClientMessage if `client_message_id` was used already."""
+        """Raise DuplicateClientMessage if `client_message_id` was used already, RateLimited if the
+        database's usage limits refuse it (counted there, for every path and instance)."""
 
     def find_client_message(self, client_message_id: str) -> tuple[str, str] | None:
         """(message_id, conversation_id) of the caller's message with this client_message_id."""

@@ -16,6 +16,7 @@ from chat.direct_chat import ChatReply, DirectChat
 from chat.direct_stream import DirectStream, StreamEvent
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
+from chat.model_allowlist import ModelAllowlist
 from chat.pipeline import ReplyPipeline
 from chat.ports import CallerStore, CallerStoreFactory, MessageStore
 from chat.redrive import RedriveSweep
@@ -46,6 +47,7 @@ class ChatService:
     waiter: ReplyWaiter
     direct_chat: DirectChat
     siblings: SiblingNotifier
+    models: ModelAllowlist
     direct_stream: DirectStream | None = None
     streaming: ReplyStreaming | None = None
 
@@ -88,6 +90,7 @@ class ChatService:
 
     def start(self) -> None:
         """Start the background work; gunicorn calls this once per worker process, after the fork."""
+        self.models.start()
         self.sweep.start()
         self.siblings.start()
         if self.streaming is not None:
@@ -98,6 +101,7 @@ class ChatService:
         self.workers.stop_accepting()
         self.sweep.stop(wait=False)
         self.siblings.stop()
+        self.models.stop()
 
     def finish_shutdown(self, drain_seconds: float) -> list[str]:
         """Let running generations finish for up to `drain_seconds`, then hand back the claims

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+DEFAULT_REPLY_MAX_TOKENS = 1024
 
 
 class ConfigurationError(Exception):
@@ -40,21 +41,22 @@ class Settings(BaseSettings):
 
     openai_api_key: SecretStr
     openai_base_url: str | None = None
-    openai_model: str = DEFAULT_OPENAI_MODEL
+    openai_model: str = Field(DEFAULT_OPENAI_MODEL, min_length=1, max_length=100)
+    openai_models: str = ""  # comma-separated models a conversation may choose; OPENAI_MODEL is always one
     openai_timeout_seconds: float = Field(45.0, gt=0)
     model_max_attempts: int = Field(3, ge=1, le=10)
     model_retry_initial_seconds: float = Field(0.5, ge=0)
     model_retry_max_seconds: float = Field(10.0, ge=0)
-    reply_max_tokens: int | None = Field(None, ge=1)
+    reply_max_tokens: int = Field(DEFAULT_REPLY_MAX_TOKENS, ge=1)  # sent as max_tokens on every call
 
     context_token_budget: int = Field(6000, ge=100)
     context_max_messages: int = Field(200, ge=1, le=1000)
 
-    api_max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # 32,000 characters in any script, even JSON-escaped as \uXXXX surrogate pairs (12 bytes each).
+    api_max_body_bytes: int = Field(512 * 1024, ge=1024)
+    request_body_timeout_seconds: float = Field(30.0, gt=0)  # a body still arriving after this is a 408
     chat_reply_timeout_seconds: float = Field(60.0, gt=0)
     chat_poll_interval_seconds: float = Field(0.2, gt=0)
-    rate_limit_requests: int = Field(30, ge=0)  # per user per window; 0 turns the limit off
-    rate_limit_window_seconds: int = Field(60, ge=1)
     cors_origins: str = ""  # comma-separated; empty means * in development, required in production
 
     worker_threads: int = Field(256, ge=1, le=1024)  # generations in flight per process; threads start on demand
@@ -97,6 +99,14 @@ class Settings(BaseSettings):
         return origins or (["*"] if self.app_env != "production" else [])
 
     @property
+    def offered_models(self) -> list[str]:
+        """The operator's allowlist: OPENAI_MODEL first, then OPENAI_MODELS, each once. The service
+        publishes it to the database (configure_chat_models), which refuses any other model when a
+        conversation is written."""
+        listed = [name.strip() for name in self.openai_models.split(",") if name.strip()]
+        return list(dict.fromkeys([self.openai_model, *listed]))
+
+    @property
     def effective_log_format(self) -> str:
         return self.log_format or ("json" if self.app_env == "production" else "console")
 
@@ -118,6 +128,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None) -> Settings:
             "CORS_ORIGINS is not set: in production list the origins allowed to call the API "
             "(comma-separated, e.g. https://app.example.com)."
         )
+    if any(len(model) > 100 for model in settings.offered_models):
+        raise ConfigurationError("OPENAI_MODELS is invalid: a model name is longer than 100 characters.")
     if settings.lease_seconds < settings.model_lease_budget_seconds:
         raise ConfigurationError(
             f"LEASE_SECONDS={settings.lease_seconds} is shorter than one generation may take with retries "

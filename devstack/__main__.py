@@ -47,8 +47,7 @@ def main() -> int:
         print(f"\nNo chat page: {stack.chat_page_missing}. Everything else runs.", flush=True)
 
     env_file = args.state_dir / "env"
-    # KEY='value' lines: `source` reads them, and so does `honcho start -e` (which ignores `export`).
-    env_file.write_text("".join(f"{name}='{value}'\n" for name, value in stack.service_environment().items()))
+    stack.write_env_file(env_file)
     print(f"\nThe service's environment is in {env_file} (for `source` and `honcho start -e`).", flush=True)
     env = {**os.environ, **stack.service_environment(), "BIND": service_bind, "APP_ENV": "development"}
     if os.environ.get("OPENAI_API_KEY"):

@@ -18,6 +18,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from devstack.private_files import read_private, write_private
+
 # The same default secret `supabase start` uses; local only, never on a real project.
 DEFAULT_LEGACY_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
 API_KEY_ISSUED_AT = 1_764_000_000  # 2025-11-24
@@ -49,7 +51,7 @@ class JwtKeys:
         """Keep the signing key across restarts of `make run`, so issued sessions stay valid."""
         key_file = state_dir / "jwt-signing-key.json"
         if key_file.exists():
-            saved = json.loads(key_file.read_text())
+            saved = json.loads(read_private(key_file))
             private_key = serialization.load_pem_private_key(saved["pem"].encode(), password=None)
             assert isinstance(private_key, ec.EllipticCurvePrivateKey)
             return cls(legacy_secret, private_key, saved["kid"], issuer)
@@ -58,8 +60,7 @@ class JwtKeys:
         pem = keys.signing_key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode()
-        key_file.write_text(json.dumps({"kid": keys.key_id, "pem": pem}))
-        key_file.chmod(0o600)
+        write_private(key_file, json.dumps({"kid": keys.key_id, "pem": pem}))
         return keys
 
     def sign_user_token(self, claims: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ from devstack.keys import JwtKeys
 from devstack.migrate import prepare_database
 from devstack.pgnet import PgNetWorker
 from devstack.postgres import LocalPostgres
+from devstack.private_files import read_private, write_private
 from devstack.serving import RunningServer, serve_in_thread
 from devstack.web_packages import install_web_packages
 
@@ -148,6 +149,11 @@ class LocalStack:
             "DATABASE_URL": self.database_url,
         }
 
+    def write_env_file(self, path: Path) -> None:
+        """KEY='value' lines: `source` reads them, and so does `honcho start -e` (which ignores
+        `export`). The service-role key and the secrets are in it, so it is the owner's only."""
+        write_private(path, "".join(f"{name}='{value}'\n" for name, value in self.service_environment().items()))
+
     def status_text(self) -> str:
         """What `supabase status` prints, for the same stack."""
         assert self.keys is not None
@@ -169,8 +175,7 @@ class LocalStack:
 
 def _load_or_create_secret(path: Path) -> str:
     if path.exists():
-        return path.read_text().strip()
+        return read_private(path).strip()
     secret = new_webhook_secret()
-    path.write_text(secret)
-    path.chmod(0o600)
+    write_private(path, secret)
     return secret

@@ -21,6 +21,7 @@ from chat.service import ChatService
 from chat.settings import Settings, load_settings
 from doors.errors import register_error_handlers
 from doors.service import install_chat_service
+from server.http_guards import HttpGuards
 from server.wiring import build_chat_service
 from webhook.routes import WebhookDoor, install_webhook_door, webhook
 from webhook.signature import WebhookVerifier
@@ -44,7 +45,9 @@ def create_app(
     app = Flask(__name__)
     service = service or build_chat_service(settings)
     install_chat_service(app, service)
-    install_rest_door(app, RestDoor(token_verifier(settings), settings.api_max_body_bytes))
+    install_rest_door(
+        app, RestDoor(token_verifier(settings), settings.api_max_body_bytes, tuple(settings.offered_models))
+    )
     install_webhook_door(
         app,
         WebhookDoor(
@@ -58,6 +61,7 @@ def create_app(
         app.register_blueprint(blueprint)
     CORS(app, resources={r"/api/*": {"origins": settings.allowed_origins}},
          expose_headers=["X-Request-ID", "Retry-After"])
+    app.wsgi_app = HttpGuards(app.wsgi_app, settings.request_body_timeout_seconds)  # type: ignore[method-assign]
     if start_background:
         service.start()
     return app

@@ -15,6 +15,7 @@ from adapters.model import OpenAIChatModel, openai_client
 from chat.broadcasts import ReplyBroadcasts
 from chat.direct_chat import DirectChat
 from chat.direct_stream import DirectStream
+from chat.model_allowlist import ModelAllowlist
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
 from chat.ports import (
@@ -81,16 +82,13 @@ def assemble_chat_service(
         max_attempts=settings.max_attempts,
         context_token_budget=settings.context_token_budget,
         context_max_messages=settings.context_max_messages,
+        offered_models=settings.offered_models,
         on_settled=settled,
         streaming=streaming,
     )
     workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
-    direct_chat = DirectChat(
-        waiter,
-        reply_timeout_seconds=settings.chat_reply_timeout_seconds,
-        rate_limit_requests=settings.rate_limit_requests,
-        rate_limit_window_seconds=settings.rate_limit_window_seconds,
-    )
+    pipeline.hand_on = workers.submit  # a settled message's successor in its conversation goes next
+    direct_chat = DirectChat(waiter, reply_timeout_seconds=settings.chat_reply_timeout_seconds)
     direct_stream = DirectStream(
         direct_chat,
         waiter,
@@ -113,6 +111,7 @@ def assemble_chat_service(
         direct_chat=direct_chat,
         siblings=siblings,
         direct_stream=direct_stream,
+        models=ModelAllowlist(store, settings.offered_models),
         streaming=streaming,
     )
 

@@ -20,7 +20,7 @@ from tests.support.browser import Browser, chromium_or_skip, keep_failure_artifa
 from tests.support.database import USER_TABLES, start_migrated_postgres
 from tests.support.processes import start_service
 from tests.support.realtime import ChatUser, Subscribers, chat_user, closing, node_or_skip
-from tests.support.stack import FakeModelControl, scratch_dir, start_test_stack
+from tests.support.stack import UNCONFIGURED_WEBHOOK, FakeModelControl, scratch_dir, start_test_stack
 from tests.support.users import SignedUpUser, sign_up
 
 if TYPE_CHECKING:
@@ -93,10 +93,12 @@ def service(stack: LocalStack, state_dir: Path) -> Iterator[ServiceProcess]:
 
 
 @pytest.fixture
-def live_service(service: ServiceProcess, stack: LocalStack) -> ServiceProcess:
-    """The session's service with the database webhook pointed at it."""
+def live_service(service: ServiceProcess, stack: LocalStack) -> Iterator[ServiceProcess]:
+    """The session's service with the database webhook pointed at it, for this test only: rows a
+    later test inserts must not be answered behind its back."""
     stack.configure_webhook(f"{service.url}/webhooks/messages")
-    return service
+    yield service
+    stack.configure_webhook(UNCONFIGURED_WEBHOOK)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from chat.logging import get_logger
 from chat.service import Delivery
 from doors.errors import error_response
+from doors.request_body import read_body
 from doors.service import chat_service
 from webhook.payload import DatabaseEvent
 from webhook.signature import InvalidSignature, WebhookVerifier
@@ -47,8 +48,7 @@ def webhook_door() -> WebhookDoor:
 @webhook.post("/webhooks/messages")
 def receive_message_event() -> ResponseReturnValue:
     door = webhook_door()
-    request.max_content_length = door.max_body_bytes
-    body = request.get_data(cache=False)  # 413 past the limit, before any parsing
+    body = read_body(door.max_body_bytes)  # 413 past the limit (declared or chunked), before any parsing
     try:
         door.verifier.verify(body, {name.lower(): value for name, value in request.headers.items()})
     except InvalidSignature as error:

@@ -148,6 +148,7 @@ class _Handlers:
             stream=chat.stream,
             outcome=outcome,
             user_text=chat.last_user_text,
+            max_tokens=chat.max_tokens,
         )
 
     def _record_rejected(self, body: object, outcome: str) -> None:

@@ -5,7 +5,7 @@ API key's presence, and the control API's fault and config bodies. Every problem
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from starlette.requests import Request
 
@@ -30,6 +30,7 @@ class ChatRequest:
     messages: list[JsonDict]
     stream: bool
     include_usage: bool
+    max_tokens: Any = None
 
     @property
     def last_user_text(self) -> str:
@@ -65,7 +66,9 @@ def parse_chat_request(body: object) -> ChatRequest:
     messages = _parse_messages(body)
     stream = _optional_bool(body, "stream")
     include_usage = _parse_include_usage(body)
-    return ChatRequest(model=model, messages=messages, stream=stream, include_usage=include_usage)
+    return ChatRequest(
+        model=model, messages=messages, stream=stream, include_usage=include_usage, max_tokens=body.get("max_tokens")
+    )
 
 
 def _parse_model(body: JsonDict) -> str:

@@ -69,6 +69,7 @@ class RecordedRequest:
     tokens_sent: int = 0
     stream_end: str | None = None
     stream_ended_at: float | None = None
+    max_tokens: Any = None  # as the request sent it: what a reply may cost the caller
 
     def to_json(self) -> JsonDict:
         """Return the public JSON form (the matching helper field stays private)."""
@@ -81,6 +82,7 @@ class RecordedRequest:
             "tokens_sent": self.tokens_sent,
             "stream_end": self.stream_end,
             "stream_ended_at": self.stream_ended_at,
+            "max_tokens": self.max_tokens,
         }
 
 
@@ -149,10 +151,10 @@ class FakeModelState:
             return None
 
     def record_request(
-        self, *, model: Any, messages: Any, stream: bool, outcome: str, user_text: str
+        self, *, model: Any, messages: Any, stream: bool, outcome: str, user_text: str, max_tokens: Any = None
     ) -> RecordedRequest:
         """Append a request to the log at arrival time (before any simulated delay)."""
-        entry = RecordedRequest(model, messages, stream, time.time(), outcome, user_text)
+        entry = RecordedRequest(model, messages, stream, time.time(), outcome, user_text, max_tokens=max_tokens)
         with self._lock:
             self._requests.append(entry)
         return entry

@@ -237,9 +237,58 @@ def http_status(sqlstate: str, message: str, anonymous: bool) -> int:
         return 401 if anonymous else 403
     if sqlstate == "21000":
         return 400 if message.endswith("requires a WHERE clause") else 500
-    if sqlstate.startswith("PT") and sqlstate[2:].isdigit() and 100 <= int(sqlstate[2:]) <= 599:
-        return int(sqlstate[2:])
+    if sqlstate.startswith("PT"):  # PTnnn: the function chose the status; unreadable ones are 500
+        return int(sqlstate[2:]) if sqlstate[2:].isdigit() and 100 <= int(sqlstate[2:]) <= 599 else 500
     return EXACT_STATUS.get(sqlstate) or PREFIX_STATUS.get(sqlstate[:2]) or 400
+
+
+RAISE_PGRST_MESSAGE_HINT = (
+    "MESSAGE must be a JSON object with obligatory keys: 'code', 'message' and optional keys: 'details', 'hint'."
+)
+RAISE_PGRST_DETAIL_HINT = (
+    "DETAIL must be a JSON object with obligatory keys: 'status', 'headers' and optional key: 'status_text'."
+)
+
+
+def raised_response(message: str, detail: str | None) -> PostgrestError:
+    """`RAISE SQLSTATE 'PGRST'`: the function chose the whole answer. MESSAGE is the body's JSON
+    ({code, message, details?, hint?}), DETAIL the status and headers ({status, headers,
+    status_text?}); anything else is PostgREST's PGRST121 (RaisePgrst.hs / ApiRequestError.hs)."""
+
+    def malformed(details: str, hint: str) -> PostgrestError:
+        return PostgrestError(500, "PGRST121", "Could not parse JSON in the \"RAISE SQLSTATE 'PGRST'\" error", details, hint)
+
+    body = _json_object(message)
+    if body is None or not isinstance(body.get("code"), str) or not isinstance(body.get("message"), str):
+        return malformed(f"Invalid JSON value for MESSAGE: '{message}'", RAISE_PGRST_MESSAGE_HINT)
+    if detail is None:
+        return malformed("DETAIL is missing in the RAISE statement", RAISE_PGRST_DETAIL_HINT)
+    control = _json_object(detail)
+    headers = control.get("headers") if control is not None else None
+    status = control.get("status") if control is not None else None
+    if (
+        not isinstance(status, int)
+        or not isinstance(headers, dict)
+        or not all(isinstance(v, str) for v in headers.values())
+    ):
+        return malformed(f"Invalid JSON value for DETAIL: '{detail}'", RAISE_PGRST_DETAIL_HINT)
+    details, hint = body.get("details"), body.get("hint")
+    return PostgrestError(
+        status,
+        body["code"],
+        body["message"],
+        details if isinstance(details, str) else None,
+        hint if isinstance(hint, str) else None,
+        dict(headers),
+    )
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def postgres_error(error: psycopg.Error, identity: Identity | None) -> PostgrestError:
@@ -251,6 +300,8 @@ def postgres_error(error: psycopg.Error, identity: Identity | None) -> Postgrest
         return PostgrestError(503, "PGRST001", "Database client error. Retrying the connection.", str(error))
     diag = error.diag
     message = diag.message_primary or str(error)
+    if error.sqlstate == "PGRST":
+        return raised_response(message, diag.message_detail)
     anonymous = identity is None or identity.role == ANON_ROLE
     status = http_status(error.sqlstate, message, anonymous)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None

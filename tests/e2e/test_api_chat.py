@@ -82,7 +82,7 @@ def test_user_id_in_body_must_be_the_callers_own(
         (b'{"text": "wrong field"}', "application/json", 400),
         (b'{"message": "hi", "client_message_id": "nope"}', "application/json", 400),
         (b'{"message": "' + b"x" * 32001 + b'"}', "application/json", 400),
-        (b'{"message": "' + b"x" * 70000 + b'"}', "application/json", 413),
+        (b'{"message": "' + b"x" * 600_000 + b'"}', "application/json", 413),
         (b"message=hi", "application/x-www-form-urlencoded", 415),
         (b'{"message": "hi"}', "text/plain", 415),
     ],
@@ -176,8 +176,12 @@ def test_reply_written_by_another_instance_wakes_the_waiting_request(
 def test_rate_limit_is_shared_by_instances_and_answers_429(
     stack: LocalStack, state_dir: Path, alice: SignedUpUser, db: psycopg.Connection, fake_model: FakeModelControl
 ) -> None:
-    limited = [start_service(stack, state_dir, RATE_LIMIT_REQUESTS="2", RATE_LIMIT_WINDOW_SECONDS="60")
-               for _ in range(2)]
+    """The limit is the database's (counted at insert), so every instance sees the same count."""
+    db.execute(
+        "insert into private.user_quotas (user_id, messages_per_window, window_seconds) values (%s, 2, 60)",
+        (alice.user_id,),
+    )
+    limited = [start_service(stack, state_dir) for _ in range(2)]
     try:
         stack.configure_webhook(f"{limited[0].url}/webhooks/messages")
         conversation_id = new_conversation(alice.api(limited[0].url))
@@ -185,8 +189,11 @@ def test_rate_limit_is_shared_by_instances_and_answers_429(
                     for n, instance in enumerate([limited[0], limited[1], limited[1]])]
         assert [response.status_code for response in statuses] == [200, 200, 429]
         assert int(statuses[2].headers["Retry-After"]) >= 1
-        assert statuses[2].json()["error"]["code"] == "rate_limited"
+        error = statuses[2].json()["error"]
+        assert (error["code"], error["limit"]) == ("rate_limited", "messages_per_window")
+        assert "at most 2 per 60 s" in error["message"] and "resets at" in error["message"]
         assert message_count(db) == 4
+        assert len(fake_model.requests()) == 2
     finally:
         for instance in limited:
             instance.stop()

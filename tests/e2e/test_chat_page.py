@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
@@ -415,12 +414,7 @@ def test_reload_mid_stream_converges_to_the_final_text(
 
 # ----------------------------------------------------------------------------- limits and models
 
-# Until the limits and the offered models (issue 11) are on this branch: no private.chat_models,
-# no quotas to refuse with.
-NEEDS_LIMITS = pytest.mark.xfail(strict=True, reason="needs issue 11 (limits, offered models)")
 
-
-@NEEDS_LIMITS
 def test_a_conversation_takes_a_model_from_the_offered_list(
     browser: Browsers, live_service: ServiceProcess, db: psycopg.Connection
 ) -> None:
@@ -439,7 +433,6 @@ def test_a_conversation_takes_a_model_from_the_offered_list(
     assert reply_to(page, "which model?")["status"] == "done"
 
 
-@NEEDS_LIMITS
 def test_a_quota_refusal_shows_the_databases_message(
     browser: Browsers, live_service: ServiceProcess, db: psycopg.Connection
 ) -> None:

@@ -73,7 +73,8 @@ def test_failure_never_overrides_a_reply(db: psycopg.Connection, service_role: R
     message_id, _ = pending_message(db)
     token = claim(service_role, message_id)["claim_token"]
     service_role.execute(COMPLETE, (message_id, token, "answer"))
-    assert service_role.execute("select public.fail_message(%s, %s, 'too late')", (message_id, token)) == [(False,)]
+    refused = service_role.execute("select public.fail_message(%s, %s, 'too late')", (message_id, token))
+    assert refused == [({"failed": False, "next_message_id": None},)]
     assert message_state(db, message_id) == ("done", None, 1)
 
 

@@ -171,3 +171,76 @@ def test_users_cannot_insert_streaming_or_attempt_columns(db: psycopg.Connection
         user.execute(
             "insert into public.messages (conversation_id, content, attempt) values (%s, 'y', 7)", (conversation_id,)
         )
+
+
+# --- streamed replies under issue 11's order and quotas (20261201500000_streaming_in_order.sql) ---
+
+
+def tokens_used(db: psycopg.Connection, user_id: str) -> int:
+    row = db.execute("select coalesce(sum(tokens), 0) from public.chat_usage where user_id = %s", (user_id,)).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def second_message(db: psycopg.Connection, conversation_id: str, user_id: str, content: str) -> str:
+    return str(one_row(
+        db, "insert into public.messages (conversation_id, user_id, content) values (%s, %s, %s) returning id",
+        (conversation_id, user_id, content),
+    )[0])
+
+
+def test_a_streamed_replys_reported_usage_counts_once_toward_the_daily_tokens(db: psycopg.Connection, service_role: Role) -> None:
+    message_id, _ = pending_message(db, "count me")
+    user_id = owner_of(db, message_id)
+    token = claim(service_role, message_id)["claim_token"]
+    begin(service_role, message_id, token, "Ec")
+    assert tokens_used(db, user_id) == 0
+
+    service_role.execute(
+        "select public.finish_reply(%s, %s, 'Echo: count me', 'done', null, 'fake-model', 30, 12)", (message_id, token)
+    )
+
+    assert tokens_used(db, user_id) == 42
+    assert finish(service_role, message_id, token, "Echo: count me", "done")["superseded"] is True
+    assert tokens_used(db, user_id) == 42  # a settled reply is never counted again
+
+
+@pytest.mark.parametrize("status", ["stopped", "failed"])
+def test_a_partial_reply_without_usage_counts_its_text_at_the_estimate(
+    db: psycopg.Connection, service_role: Role, status: str
+) -> None:
+    message_id, _ = pending_message(db, "cut short")
+    user_id = owner_of(db, message_id)
+    token = claim(service_role, message_id)["claim_token"]
+    begin(service_role, message_id, token, "E")
+
+    finish(service_role, message_id, token, "x" * 41, status, "broke off" if status == "failed" else None)
+
+    assert tokens_used(db, user_id) == 11  # 41 characters, one token per 4, rounded up
+
+
+@pytest.mark.parametrize("status", ["done", "stopped", "failed"])
+def test_every_ending_of_a_streamed_reply_hands_on_the_next_message(
+    db: psycopg.Connection, service_role: Role, status: str
+) -> None:
+    first, conversation_id = pending_message(db, "first")
+    later = second_message(db, conversation_id, owner_of(db, first), "second")
+    token = claim(service_role, first)["claim_token"]
+    waiting = service_role.execute("select public.claim_message_for_reply(%s, 6000, 60)", (later,))[0][0]
+    assert waiting == {"waiting": True, "message_id": later, "waiting_for": first}
+    begin(service_role, first, token, "Ec")
+
+    ended = finish(service_role, first, token, "Echo: first", status)
+
+    assert ended["status"] == status and ended["next_message_id"] == later
+    assert "claim_token" in claim(service_role, later)
+
+
+def test_a_stop_before_the_claim_keeps_the_message_stopped(db: psycopg.Connection, database_url: str, service_role: Role) -> None:
+    message_id, _ = pending_message(db, "never mind")
+    owner = Role(database_url, "authenticated", owner_of(db, message_id))
+
+    assert owner.execute("select public.stop_reply(%s)", (message_id,))[0][0] == {"status": "stopped", "stop_requested": True}
+
+    assert service_role.execute("select public.claim_message_for_reply(%s, 6000, 60)", (message_id,))[0][0] is None
+    assert message_state(db, message_id)[0] == "stopped"

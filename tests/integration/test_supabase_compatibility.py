@@ -25,7 +25,7 @@ from tests.support.stack import scratch_dir
 
 COMPAT_DATABASE = "supabase_compat"
 REST_DOOR_FUNCTIONS = {
-    "message_outcome", "conversation_history", "list_conversations", "consume_chat_quota", "stop_reply", "reply_progress",
+    "message_outcome", "conversation_history", "list_conversations", "chat_quota", "stop_reply", "reply_progress",
 }
 FRONTEND_FUNCTIONS = {"chat_models"}  # what the chat page calls besides the tables
 

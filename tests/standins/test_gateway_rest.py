@@ -251,7 +251,7 @@ def test_update_and_delete_with_filters(db: psycopg.Connection, make_user: Calla
     assert [(r["id"], r["title"]) for r in renamed] == [(keep, "renamed")]
     assert bob.client.table("conversations").update({"title": "hijack"}).eq("id", keep).execute().data == []
     minimal = httpx.patch(
-        f"{rest}/conversations", params={"id": f"eq.{drop}"}, json={"model": "m"}, headers=auth_headers(alice.token)
+        f"{rest}/conversations", params={"id": f"eq.{drop}"}, json={"system_prompt": "m"}, headers=auth_headers(alice.token)
     )
     assert (minimal.status_code, minimal.content) == (204, b"")
     refused = httpx.patch(
@@ -291,9 +291,11 @@ def test_rpc_as_service_role(db: psycopg.Connection, make_user: Callable[[], Use
     assert [(r["id"], r["status"]) for r in listed] == [(stalled, "pending")]
     assert set(listed[0]) == {"id", "status", "created_at"}
 
-    claim = service.rpc("claim_message", {"message_id": fresh, "lease_seconds": 30}).execute().data
-    assert (claim["message_id"], claim["user_id"], claim["attempt"]) == (fresh, alice.id, 1)
-    assert service.rpc("claim_message", {"message_id": fresh}).execute().data is None  # jsonb null: leased
+    waits = service.rpc("claim_message", {"message_id": fresh}).execute().data  # "old" comes first
+    assert waits == {"waiting": True, "message_id": fresh, "waiting_for": stalled}
+    claim = service.rpc("claim_message", {"message_id": stalled, "lease_seconds": 30}).execute().data
+    assert (claim["message_id"], claim["user_id"], claim["attempt"]) == (stalled, alice.id, 1)
+    assert service.rpc("claim_message", {"message_id": stalled}).execute().data is None  # jsonb null: leased
     context = service.rpc("fetch_message_context", {"message_id": fresh, "token_budget": 1000}).execute().data
     assert context == [{"role": "user", "content": "old"}, {"role": "user", "content": "new"}]
 

@@ -46,6 +46,9 @@ def test_capture_resumes_after_postgres_restarts(own_postgres: LocalPostgres) ->
     socket = None
     try:
         with psycopg.connect(own_postgres.superuser_url, autocommit=True) as db:
+            # The stack runs with synchronous_commit off; the "immediate" stop below would lose
+            # these rows if their commit had not reached the disk yet.
+            db.execute("set synchronous_commit = on")
             user = insert_user(db)
             conversation = db.execute("insert into public.conversations (user_id) values (%s) returning id",
                                       (user,)).fetchone()[0]  # type: ignore[index]

@@ -14,15 +14,18 @@ import psycopg
 
 from devstack.migrate import prepare_database
 from devstack.postgres import LocalPostgres
+from devstack.quotas import GENEROUS, set_quota_defaults
 from devstack.serving import free_port
 
 USER_TABLES = "auth.users, public.conversations, public.messages, net.http_request_queue, net._http_response"
 
 
 def start_migrated_postgres(folder: Path) -> LocalPostgres:
-    """A PostgreSQL on a free port, bootstrapped and migrated as `make run` does."""
+    """A PostgreSQL on a free port, bootstrapped and migrated as `make run` does, with usage
+    limits far above what tests send (the tests of the limits set their own per user)."""
     postgres = LocalPostgres(folder / "postgres" / "data", free_port())
     prepare_database(postgres.start())
+    set_quota_defaults(postgres.superuser_url, GENEROUS)
     return postgres
 
 
@@ -35,6 +38,7 @@ def separate_migrated_database(server_url: str, name: str) -> Iterator[str]:
         conn.execute(f"create database {name}")
     url = server_url.rsplit("/", 1)[0] + f"/{name}"
     prepare_database(url)
+    set_quota_defaults(url, GENEROUS)
     yield url
     with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f"drop database {name} with (force)")

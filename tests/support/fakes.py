@@ -7,6 +7,8 @@ makes the next call raise it, the way a gateway outage or a refused request woul
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import threading
 import time
 import uuid
@@ -25,7 +27,15 @@ from chat.errors import (
     ModelError,
 )
 from chat.outcome import MessageOutcome
-from chat.ports import CallerStoreFactory, ClaimedMessage, ModelReply, ReplyProgress, StoredReply
+from chat.ports import (
+    CallerStoreFactory,
+    ClaimedMessage,
+    FailedMessage,
+    ModelReply,
+    ReplyProgress,
+    StoredReply,
+    WaitingMessage,
+)
 
 
 class Faults:
@@ -55,6 +65,7 @@ class Row:
     user_id: str
     content: str
     created_at: float
+    seq: int = 0  # the place in its conversation (messages_number_message): insert order
     status: str = "pending"
     attempts: int = 0
     lease_expires_at: float | None = None
@@ -79,6 +90,7 @@ class InMemoryDatabase:
         self.messages: dict[str, Row] = {}
         self.conversations: dict[str, Conversation] = {}
         self.lock = threading.RLock()
+        self._seq = itertools.count(2, 2)
         # The insert trigger and pg_net: called with each user message a caller inserts.
         self.on_user_message: Callable[[str], object] | None = None
 
@@ -92,7 +104,7 @@ class InMemoryDatabase:
         conversation = self.conversations[conversation_id]
         message_id = columns.pop("id", None) or str(uuid.uuid4())
         self.messages[message_id] = Row(
-            message_id, conversation_id, conversation.user_id, content, self.clock(), **columns
+            message_id, conversation_id, conversation.user_id, content, self.clock(), next(self._seq), **columns
         )
         return message_id
 
@@ -114,22 +126,32 @@ class InMemoryMessageStore(Faults):
         super().__init__()
         self.db = database or InMemoryDatabase()
         self.calls: list[str] = []
+        self.chat_models: list[str] = []
 
     def claim_message_for_reply(
-        self, message_id: str, lease_seconds: int, max_attempts: int, token_budget: int, max_messages: int
-    ) -> ClaimedMessage | None:
+        self,
+        message_id: str,
+        lease_seconds: int,
+        max_attempts: int,
+        token_budget: int,
+        max_messages: int,
+        claim_token: str | None = None,
+    ) -> ClaimedMessage | WaitingMessage | None:
         self._enter("claim_message_for_reply")
         with self.db.lock:
             row = self.db.messages.get(message_id)
             now = self.db.clock()
             if row is None or not self._claimable(row, now):
                 return None
+            earlier = self._earliest_unanswered(row.conversation_id)
+            if earlier is not None and earlier.id != row.id:
+                return WaitingMessage(row.id, earlier.id)
             if row.attempts >= max_attempts:
                 row.status, row.lease_expires_at, row.claim_token = "failed", None, None
                 row.error = f"No reply could be generated after {row.attempts} attempts. Please send the message again."
                 return None
             row.status, row.attempts, row.error = "processing", row.attempts + 1, None
-            row.lease_expires_at, row.claim_token = now + lease_seconds, str(uuid.uuid4())
+            row.lease_expires_at, row.claim_token = now + lease_seconds, claim_token or str(uuid.uuid4())
             conversation = self.db.conversations[row.conversation_id]
             return ClaimedMessage(
                 message_id=row.id,
@@ -155,16 +177,22 @@ class InMemoryMessageStore(Faults):
                 row.status, row.error, row.lease_expires_at, row.claim_token = "done", None, None, None
             if row.reply is None:
                 raise ClaimSuperseded(f"message is {row.status} under another claim")
-            return row.reply
+            return dataclasses.replace(row.reply, next_message_id=self._next_to_answer(row.conversation_id))
 
-    def fail_message(self, claim: ClaimedMessage, error: str) -> bool:
+    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
         self._enter("fail_message")
         with self.db.lock:
             row = self.db.messages.get(claim.message_id)
-            if row is None or not self._holds(row, claim):
-                return False
-            row.status, row.error, row.lease_expires_at, row.claim_token = "failed", error, None, None
-            return True
+            if row is None:
+                return FailedMessage(False)
+            failed = self._holds(row, claim)
+            if failed:
+                row.status, row.error, row.lease_expires_at, row.claim_token = "failed", error, None, None
+            return FailedMessage(failed, self._next_to_answer(row.conversation_id))
+
+    def configure_chat_models(self, models: list[str]) -> None:
+        self._enter("configure_chat_models")
+        self.chat_models = list(models)
 
     def release_message(self, message_id: str, claim_token: str) -> bool:
         self._enter("release_message")
@@ -180,10 +208,12 @@ class InMemoryMessageStore(Faults):
         self._enter("list_stalled_messages")
         with self.db.lock:
             now = self.db.clock()
+            heads = {row.conversation_id: self._earliest_unanswered(row.conversation_id) for row in self.db.messages.values()}
             stalled = [
                 row for row in self.db.messages.values()
-                if (row.status == "pending" and row.created_at < now - pending_grace_seconds)
-                or (row.status == "processing" and row.lease_expires_at is not None and row.lease_expires_at < now)
+                if ((row.status == "pending" and row.created_at < now - pending_grace_seconds)
+                    or (row.status == "processing" and row.lease_expires_at is not None and row.lease_expires_at < now))
+                and heads[row.conversation_id] is row  # later ones wait, and are handed on
             ]
             return [row.id for row in sorted(stalled, key=lambda row: row.created_at)[:max_count]]
 
@@ -210,16 +240,29 @@ class InMemoryMessageStore(Faults):
             return True
         return row.status == "processing" and row.lease_expires_at is not None and row.lease_expires_at < now
 
+    def _earliest_unanswered(self, conversation_id: str) -> Row | None:
+        unanswered = [
+            row for row in self.db.messages.values()
+            if row.conversation_id == conversation_id and row.status in ("pending", "processing")
+        ]
+        return min(unanswered, key=lambda row: row.seq, default=None)
+
+    def _next_to_answer(self, conversation_id: str) -> str | None:
+        """next_message_to_answer: the earliest unanswered message, if nobody holds it."""
+        earliest = self._earliest_unanswered(conversation_id)
+        return earliest.id if earliest is not None and earliest.status == "pending" else None
+
     def _context(self, target: Row, token_budget: int, max_messages: int) -> list[dict[str, str]]:
-        """fetch_message_context's rule: the newest messages that fit the budget, oldest first."""
+        """fetch_message_context's rule: the newest messages that fit the budget, oldest first,
+        in the conversation's order (seq; a reply right after its message)."""
         history: list[tuple[float, str, str]] = []
         for row in self.db.messages.values():
-            if row.conversation_id != target.conversation_id or row.created_at > target.created_at:
+            if row.conversation_id != target.conversation_id or row.seq > target.seq:
                 continue
             if row.status != "failed" or row.id == target.id:
-                history.append((row.created_at, "user", row.content))
+                history.append((row.seq, "user", row.content))
             if row.reply is not None and row.id != target.id:
-                history.append((row.created_at, "assistant", row.reply.content))
+                history.append((row.seq + 1, "assistant", row.reply.content))
         history.sort(key=lambda item: item[0])
         kept: list[dict[str, str]] = []
         tokens = 0
@@ -238,11 +281,6 @@ class InMemoryCallerStore(Faults):
         super().__init__()
         self.db = database
         self.caller = caller
-        self.quota: list[tuple[bool, int]] = []  # queued answers of consume_chat_quota; allowed when empty
-
-    def consume_chat_quota(self, max_requests: int, window_seconds: int) -> tuple[bool, int]:
-        self.check("consume_chat_quota")
-        return self.quota.pop(0) if self.quota else (True, 0)
 
     def insert_message(self, message_id: str, conversation_id: str, content: str, client_message_id: str | None) -> str:
         self.check("insert_message")

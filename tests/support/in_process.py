@@ -37,7 +37,6 @@ def unit_settings(**overrides: Any) -> Settings:
         "chat_reply_timeout_seconds": 2,
         "chat_poll_interval_seconds": 0.01,
         "redrive_interval_seconds": 0,
-        "rate_limit_requests": 0,
         **overrides,
     })
 

@@ -89,10 +89,11 @@ def test_a_client_message_id_from_another_conversation_is_a_conflict() -> None:
         chat.service.send_message(ALICE, other, "hi", client_message_id)
 
 
-def test_over_the_rate_limit_nothing_is_inserted() -> None:
-    chat, conversation_id = chat_with_conversation(rate_limit_requests=5)
-    alices_store(chat).quota.append((False, 17))
+def test_an_insert_refused_by_the_quota_is_rate_limited_and_nothing_is_inserted() -> None:
+    """The limits are the database's: the insert is refused there, and the caller is told so."""
+    chat, conversation_id = chat_with_conversation()
+    alices_store(chat).fail_next("insert_message", RateLimited(17, "Too many messages: at most 5 per 60 s.", "w"))
     with pytest.raises(RateLimited) as limited:
         chat.service.send_message(ALICE, conversation_id, "hi", None)
-    assert limited.value.retry_after_seconds == 17
+    assert (limited.value.retry_after_seconds, limited.value.limit) == (17, "w")
     assert chat.database.messages == {}

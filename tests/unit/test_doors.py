@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from chat.caller import Caller
-from chat.errors import ModelRejected, StoreRejected, StoreUnavailable
+from chat.errors import ModelRejected, RateLimited, StoreRejected, StoreUnavailable
 from chat.service import Delivery
 from doors.service import chat_service
 from tests.support.deliveries import message_event, signed_headers
@@ -90,7 +90,7 @@ def test_the_rest_door_refuses_without_a_good_token(doors: Doors, headers: dict[
         pytest.param({"json": {"message": ""}}, (400, "bad_request"), id="empty message"),
         pytest.param({"json": {"message": "a\x00b"}}, (400, "bad_request"), id="U+0000 in the text"),
         pytest.param({"data": "message=hi", "content_type": "text/plain"}, (415, "unsupported_media_type"), id="not JSON"),
-        pytest.param({"json": {"message": "x" * 70_000}}, (413, "request_entity_too_large"), id="over the body limit"),
+        pytest.param({"json": {"message": "x" * 600_000}}, (413, "request_entity_too_large"), id="over the body limit"),
         pytest.param({"json": {"message": "hi", "user_id": "someone-else"}}, (403, "forbidden"), id="another user_id"),
     ],
 )
@@ -118,7 +118,9 @@ def model_rejects(doors: Doors) -> None:
 
 
 def rate_limited(doors: Doors) -> None:
-    doors.callers_store().quota.append((False, 9))
+    doors.callers_store().fail_next(
+        "insert_message", RateLimited(9, "Too many messages: at most 1 per 60 s.", "messages_per_window")
+    )
 
 
 def hold_the_model(doors: Doors) -> None:
@@ -133,7 +135,7 @@ def hold_the_model(doors: Doors) -> None:
         pytest.param(fail_insert(StoreRejected("no such function")), {}, (500, "internal_error"), {},
                      id="Supabase refuses a request of ours: 500, no Retry-After"),
         pytest.param(model_rejects, {}, (502, "reply_failed"), {}, id="the model failed: 502, message kept"),
-        pytest.param(rate_limited, {"rate_limit_requests": 1}, (429, "rate_limited"), {"Retry-After": "9"},
+        pytest.param(rate_limited, {}, (429, "rate_limited"), {"Retry-After": "9"},
                      id="over the rate limit: 429 with Retry-After"),
         pytest.param(hold_the_model, {"chat_reply_timeout_seconds": 0.05}, (504, "reply_timeout"), {},
                      id="no reply in time: 504 with the message id"),

@@ -4,6 +4,7 @@ the message ends, and what a waiting request is told."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import pytest
 
@@ -25,10 +26,13 @@ class Pipeline:
         self.model = ScriptedModel()
         self.settled: list[tuple[str, MessageOutcome | None]] = []
         self.results: list[AnswerResult] = []
+        self.handed_on: list[str] = []
         self.pipeline = ReplyPipeline(
             self.store, self.model, default_model="default-model", lease_seconds=LEASE_SECONDS,
             max_attempts=max_attempts, context_token_budget=6000, context_max_messages=200,
+            offered_models=["default-model", "conversation-model"],
             on_settled=lambda message_id, outcome: self.settled.append((message_id, outcome)),
+            hand_on=lambda message_id: self.handed_on.append(message_id) is None,
         )
         self.conversation_id = self.db.add_conversation("user-1", system_prompt="Be brief.")
         self.message_id = self.db.add_message(self.conversation_id, "hello")
@@ -180,3 +184,50 @@ def test_the_claim_is_held_while_generating_and_dropped_after() -> None:
     p.model.gate.set()
     worker.join(5)
     assert p.pipeline.active_claims() == {}
+
+
+def test_a_later_message_waits_tells_nobody_and_is_handed_on_when_the_earlier_is_answered() -> None:
+    p = Pipeline()
+    second = p.db.add_message(p.conversation_id, "again")
+    assert p.pipeline.answer(second) is AnswerResult.WAITING
+    assert (p.db.messages[second].status, p.settled, p.model.prompts) == ("pending", [], [])
+    assert p.pipeline.answer(p.message_id) is AnswerResult.ANSWERED
+    assert p.handed_on == [second]
+    assert p.pipeline.answer(second) is AnswerResult.ANSWERED
+    assert [m["content"] for m in p.model.prompts[-1]] == ["Be brief.", "hello", "Echo: hello", "again"]
+
+
+def test_a_failed_message_hands_on_the_next_one_too() -> None:
+    p = Pipeline()
+    second = p.db.add_message(p.conversation_id, "again")
+    p.model.script.append(ModelRejected("The AI model rejected this conversation (400): no."))
+    assert p.pipeline.answer(p.message_id) is AnswerResult.FAILED
+    assert p.handed_on == [second]
+
+
+class ClaimAnswerLost(InMemoryMessageStore):
+    """The claim commits, then its answer is lost on the way back (a client-side timeout)."""
+
+    def claim_message_for_reply(self, *args: Any, **kwargs: Any) -> Any:
+        super().claim_message_for_reply(*args, **kwargs)
+        raise StoreUnavailable("Supabase unreachable during claim_message_for_reply: ReadTimeout")
+
+
+def test_a_claim_whose_answer_was_lost_is_released_by_its_token_at_once() -> None:
+    p = Pipeline()
+    p.pipeline.store = p.store = ClaimAnswerLost(p.db)
+    assert p.pipeline.answer(p.message_id) is AnswerResult.DEFERRED
+    row = p.db.messages[p.message_id]
+    assert (row.status, row.attempts, row.claim_token) == ("processing", 0, None)
+    assert p.store.list_stalled_messages(3600, 10) == [p.message_id]  # the next sweep, not the lease
+    assert p.store.calls == ["claim_message_for_reply", "release_message", "list_stalled_messages"]
+    assert p.model.prompts == []
+
+
+def test_a_conversation_whose_model_was_retired_fails_without_calling_it() -> None:
+    p = Pipeline()
+    p.db.conversations[p.conversation_id].fields["model"] = "retired-model"
+    assert p.pipeline.answer(p.message_id) is AnswerResult.FAILED
+    status, error, _ = p.row()
+    assert status == "failed" and error is not None and "'retired-model' is no longer offered" in error
+    assert p.model.prompts == []

@@ -17,7 +17,8 @@ VALID = {
 
 @pytest.fixture(autouse=True)
 def _no_service_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in [*VALID, "openai_base_url", "lease_seconds", "app_env", "log_format", "cors_origins"]:
+    for name in [*VALID, "openai_base_url", "openai_model", "openai_models", "lease_seconds", "app_env", "log_format",
+                 "cors_origins"]:
         monkeypatch.delenv(name.upper(), raising=False)
 
 
@@ -81,4 +82,21 @@ def test_blank_optional_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch
     for name in ("OPENAI_BASE_URL", "REPLY_MAX_TOKENS", "LOG_FORMAT"):
         monkeypatch.setenv(name, "")
     settings = load_settings()
-    assert (settings.openai_base_url, settings.reply_max_tokens, settings.log_format) == (None, None, None)
+    assert (settings.openai_base_url, settings.reply_max_tokens, settings.log_format) == (None, 1024, None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "offered"),
+    [
+        pytest.param({}, ["gpt-4o-mini"], id="default-model-only"),
+        pytest.param({"openai_models": "gpt-4o, gpt-4o-mini ,"}, ["gpt-4o-mini", "gpt-4o"], id="listed-plus-default"),
+        pytest.param({"openai_model": "llama3", "openai_models": "qwen2"}, ["llama3", "qwen2"], id="default-first"),
+    ],
+)
+def test_model_allowlist_always_offers_the_default(overrides: dict[str, str], offered: list[str]) -> None:
+    assert load_settings({**VALID, **overrides}).offered_models == offered
+
+
+def test_overlong_model_name_in_the_allowlist_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="OPENAI_MODELS"):
+        load_settings({**VALID, "openai_models": "x" * 101})
