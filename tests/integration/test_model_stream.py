@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from adapters.model import OpenAIChatModel, openai_client
+from adapters.model import OpenAIChatModel
 from chat.errors import ModelRejected, ModelUnavailable
-from devstack.fake_openai import create_fake_openai
-from devstack.serving import RunningServer, serve_in_thread
+from devstack.serving import RunningServer
+from tests.support.fake_model import fake_model_server, fast_retrying_model, queue
 from tests.support.polling import wait_until
 
 TEXT = " ".join(f"word{index}" for index in range(30))
@@ -24,24 +24,15 @@ PROMPT = [{"role": "user", "content": TEXT}]
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[RunningServer]:
-    server = serve_in_thread(create_fake_openai())
-    yield server
-    server.stop()
+    with fake_model_server() as server:
+        yield server
 
 
 @pytest.fixture
 def model(fake: RunningServer) -> Iterator[OpenAIChatModel]:
-    yield OpenAIChatModel(
-        openai_client("test", f"{fake.url}/v1", timeout_seconds=2),
-        max_attempts=3,
-        retry_initial_seconds=0.01,
-        retry_max_seconds=0.2,
-    )
-    httpx.post(f"{fake.url}/_fake/reset")
+    with fast_retrying_model(fake, timeout_seconds=2) as adapter:
+        yield adapter
 
-
-def queue(fake: RunningServer, *faults: dict) -> None:
-    httpx.post(f"{fake.url}/_fake/faults", json={"faults": list(faults)}).raise_for_status()
 
 
 def seen(fake: RunningServer) -> list[dict]:
