@@ -3,6 +3,7 @@
 // making (the Stop button above all). Text goes in through textContent only (see dom.js); the
 // reply's text is the live one from the stream while it streams, the row's once it settles.
 import { h } from './dom.js'
+import { isSettled } from './reply-stream.js'
 
 const ACTIVE = new Set(['pending', 'processing'])
 const LABELS = { pending: 'sent', processing: 'answering…', streaming: 'streaming…', done: '', failed: 'failed', stopped: 'stopped' }
@@ -32,7 +33,9 @@ export class TurnView {
    */
   update(message, reply, replyText) {
     this.message = message
-    const replying = ACTIVE.has(message.status) || reply?.status === 'streaming'
+    // A settled reply ends the turn even while its message's own change is still on the way: the
+    // two rows arrive as separate changes, and Stop must not linger between them.
+    const replying = !(reply && isSettled(reply.status)) && (ACTIVE.has(message.status) || reply?.status === 'streaming')
     const failure = message.status === 'failed' ? message.error : reply?.status === 'failed' ? reply.error : null
     setText(this.userContent, message.content)
     setText(this.userMeta, LABELS[message.status] ?? message.status)
