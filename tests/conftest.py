@@ -86,8 +86,11 @@ def _clean_database(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def service(stack: LocalStack, state_dir: Path) -> Iterator[ServiceProcess]:
-    """The service as the Procfile starts it, for the whole session."""
-    running = start_service(stack, state_dir)
+    """The service as the Procfile starts it, for the whole session, without its re-drive sweep:
+    a session-long sweep would claim the stalled and expired messages other tests arrange in the
+    session database while they look at them (as `live_service` points the webhook at it only for
+    the test that asks). Tests of the sweep start a service of their own, which does sweep."""
+    running = start_service(stack, state_dir, REDRIVE_INTERVAL_SECONDS="0")
     yield running
     running.stop()
 
