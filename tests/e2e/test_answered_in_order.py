@@ -20,8 +20,11 @@ WORDS = ["one", "two", "three", "four", "five", "six"]
 
 
 def answered(db: psycopg.Connection, conversation_id: str) -> list[tuple[str, str]]:
+    """The conversation's rows in order, leaving out a reply still streaming (its row exists from
+    the first token, with part of its text)."""
     return db.execute(
-        "select role, content from public.messages where conversation_id = %s order by seq", (conversation_id,)
+        "select role, content from public.messages where conversation_id = %s and status <> 'streaming' order by seq",
+        (conversation_id,),
     ).fetchall()
 
 

@@ -147,11 +147,12 @@ def test_timeout_gives_504_with_the_message_id_and_the_reply_comes_later(
         response = api.post(f"/api/chat/{conversation_id}", json={"message": "slow one"})
         assert response.status_code == 504
         message_id = response.json()["error"]["message_id"]
+        # The reply's row exists from its first streamed token: wait for it to settle, not to appear.
         history = wait_until(
             lambda: [m for m in api.get(f"/api/chat/{conversation_id}/history").json()["messages"]
-                     if m["reply_to"] == message_id]
+                     if m["reply_to"] == message_id and m["status"] != "streaming"]
         )
-        assert history[0]["content"] == "Echo: slow one"
+        assert (history[0]["status"], history[0]["content"]) == ("done", "Echo: slow one")
     finally:
         impatient.stop()
 
