@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from bench import direct, history, machine, memory, pipeline, plot, report, targets
-from bench.config import QUICK, BenchConfig
+from bench.config import MEASURED_DEFAULTS, QUICK, BenchConfig, service_setting
 from bench.fixtures import create_virtual_users
 from bench.harness import BenchEnvironment, bench_environment
 from chat.settings import load_settings
 from devstack.service_process import REPO_ROOT, procfile_command
 
 PHASES = ("pipeline", "direct", "capacity", "memory", "history")
-MEASURED_DEFAULTS = ("WEB_CONCURRENCY", "GUNICORN_THREADS")  # what the run measures: never inherited from a shell
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="fake model latencies to run the pipeline and direct figures at (default: 0 1000)")
     parser.add_argument("--skip", nargs="+", choices=PHASES, default=[], help="leave these figures out")
     parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "bench" / "results")
+    parser.add_argument("--service-env", nargs="+", default=[], metavar="NAME=VALUE", type=service_setting,
+                        help="run the service (and the baseline) with these settings, to see what one costs, "
+                             "e.g. --service-env STREAM_REPLIES=false")
     return parser.parse_args(argv)
 
 
@@ -149,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         "config": dataclasses.asdict(config),
         "machine": machine.describe(),
     }
-    with bench_environment(with_baseline=True) as environment:
-        results["service"] = service_description(environment)
+    with bench_environment(with_baseline=True, **dict(args.service_env)) as environment:
+        results["service"] = {**service_description(environment), "overrides": dict(args.service_env)}
         run_phases(environment, config, args.skip, results)
     results["run_seconds"] = round(time.monotonic() - started, 1)
     results["loadgen_peak"] = loadgen_peak(results)

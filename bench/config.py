@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass, replace
+
+MEASURED_DEFAULTS = ("WEB_CONCURRENCY", "GUNICORN_THREADS")  # what the run measures: never inherited from a shell
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,13 @@ QUICK = BenchConfig(
     history_calls=10,
     settle_timeout_seconds=20.0,
 )
+
+
+def service_setting(text: str) -> tuple[str, str]:
+    """One NAME=VALUE for the service's environment; a malformed one is refused before anything starts."""
+    name, separator, value = text.partition("=")
+    if not separator or not name.isidentifier() or name in MEASURED_DEFAULTS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=VALUE (and not {' or '.join(MEASURED_DEFAULTS)}, which the run measures)"
+        )
+    return name, value
