@@ -3,6 +3,14 @@
 -- resets it on the same row (reply_to stays unique: one final reply per user message), and the
 -- message's owner can stop it. Users still write none of these columns: the insert grant on
 -- messages names its columns, and these are not among them; users have no update at all.
+--
+-- The writers follow 20261201100100_answered_in_order.sql's rules. Each takes the conversation's
+-- row lock (FOR NO KEY UPDATE) before the message's: finish_reply of a done reply calls
+-- complete_message_for_reply, which takes the conversation's lock, and would otherwise deadlock
+-- against a claim of the conversation's next message (conversation, then message); stop_reply
+-- would otherwise let a claim racing a stop turn a stopped message back into processing
+-- (claim_message reads the status under the conversation's lock). And every ending of a streamed
+-- reply answers next_message_id, so the worker hands the conversation's next message on.
 
 alter table public.messages drop constraint messages_status_check;
 alter table public.messages add constraint messages_status_check
@@ -27,9 +35,16 @@ language plpgsql
 set search_path = ''
 as $$
 declare
+  conversation_id uuid;
   target public.messages;
   reply public.messages;
 begin
+  select m.conversation_id into conversation_id
+    from public.messages m where m.id = begin_reply.message_id and m.role = 'user';
+  if not found then
+    return null;
+  end if;
+  perform 1 from public.conversations c where c.id = conversation_id for no key update;
   select * into target from public.messages m
    where m.id = begin_reply.message_id and m.role = 'user'
      and m.status = 'processing' and m.claim_token = begin_reply.claim_token
@@ -82,6 +97,7 @@ language plpgsql
 set search_path = ''
 as $$
 declare
+  conversation_id uuid;
   target public.messages;
   reply public.messages;
 begin
@@ -89,6 +105,12 @@ begin
     raise exception 'finish_reply: status must be done, stopped or failed, not %', finish_reply.status
       using errcode = '22023';
   end if;
+  select m.conversation_id into conversation_id
+    from public.messages m where m.id = finish_reply.message_id and m.role = 'user';
+  if not found then
+    return null;
+  end if;
+  perform 1 from public.conversations c where c.id = conversation_id for no key update;
   select * into target from public.messages m
    where m.id = finish_reply.message_id and m.role = 'user'
    for update;
@@ -123,7 +145,8 @@ begin
      set status = finish_reply.status, error = finish_reply.error, lease_expires_at = null, claim_token = null
    where m.id = target.id;
   return jsonb_build_object('status', finish_reply.status, 'reply_id', reply.id, 'content', reply.content,
-                            'conversation_id', target.conversation_id);
+                            'conversation_id', target.conversation_id,
+                            'next_message_id', public.next_message_to_answer(target.conversation_id));
 end
 $$;
 
@@ -153,8 +176,16 @@ security definer
 set search_path = ''
 as $$
 declare
+  conversation_id uuid;
   target public.messages;
 begin
+  select m.conversation_id into conversation_id
+    from public.messages m
+   where m.id = stop_reply.message_id and m.role = 'user' and m.user_id = auth.uid();
+  if not found then
+    raise exception 'message not found' using errcode = 'P0002';
+  end if;
+  perform 1 from public.conversations c where c.id = conversation_id for no key update;
   select * into target from public.messages m
    where m.id = stop_reply.message_id and m.role = 'user' and m.user_id = auth.uid()
    for update;
@@ -225,6 +256,74 @@ create trigger messages_settle_streaming_reply
   for each row
   when (new.role = 'user' and new.status in ('failed', 'stopped') and old.status is distinct from new.status)
   execute function private.settle_streaming_reply();
+
+-- Tokens. private.count_reply_tokens (20261201100000_usage_quotas.sql) counts a reply's tokens
+-- when its row is inserted; a streamed reply is inserted at its first token, without usage, and
+-- gets the usage the model reported at the end, by update. Those tokens count too (the increase,
+-- so a row updated twice is never counted twice). A stream closed early (stopped, or broken off
+-- by the provider) comes with no usage from the provider: its text is counted at an estimate of
+-- one token per 4 characters, the context builder's estimate, so a user cannot stream without
+-- limit by stopping every reply.
+-- One place that adds tokens to a user's day (the insert trigger keeps its own statement form).
+create function private.add_reply_tokens(who uuid, tokens bigint) returns void
+language sql
+security definer
+set search_path = ''
+as $$
+  insert into public.chat_usage as u (user_id, day, tokens)
+  values (who, (now() at time zone 'UTC')::date, tokens)
+  on conflict (user_id, day) do update
+    set tokens = u.tokens + excluded.tokens, updated_at = now()
+$$;
+revoke execute on function private.add_reply_tokens(uuid, bigint) from public, anon, authenticated;
+
+create function private.count_updated_reply_tokens() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+declare
+  added bigint := (coalesce(new.prompt_tokens, 0)::bigint + coalesce(new.completion_tokens, 0))
+                - (coalesce(old.prompt_tokens, 0)::bigint + coalesce(old.completion_tokens, 0));
+begin
+  if added > 0 then
+    perform private.add_reply_tokens(new.user_id, added);
+  end if;
+  return null;
+end
+$$;
+revoke execute on function private.count_updated_reply_tokens() from public, anon, authenticated;
+
+create trigger messages_count_updated_reply_tokens
+  after update of prompt_tokens, completion_tokens on public.messages
+  for each row
+  when (new.role = 'assistant'
+        and (new.prompt_tokens, new.completion_tokens) is distinct from (old.prompt_tokens, old.completion_tokens))
+  execute function private.count_updated_reply_tokens();
+
+-- A streamed reply that ends stopped or failed without usage from the provider (the stream was
+-- closed early, or broke off; by any path: finish_reply, the user message's end, stop_reply) counts
+-- its text at the estimate of one token per 4 characters.
+create function private.count_partial_reply_tokens() returns trigger
+language plpgsql
+security definer
+set search_path = ''
+as $$
+begin
+  if char_length(coalesce(new.content, '')) > 0 then
+    perform private.add_reply_tokens(new.user_id, (char_length(new.content) + 3) / 4);
+  end if;
+  return null;
+end
+$$;
+revoke execute on function private.count_partial_reply_tokens() from public, anon, authenticated;
+
+create trigger messages_count_partial_reply_tokens
+  after update of status on public.messages
+  for each row
+  when (new.role = 'assistant' and old.status = 'streaming' and new.status in ('stopped', 'failed')
+        and new.prompt_tokens is null and new.completion_tokens is null)
+  execute function private.count_partial_reply_tokens();
 
 -- How far a reply has got, for the caller (under RLS: only their own messages): the message's
 -- status and its reply row as checkpointed. What an SSE request follows when the reply is

@@ -173,7 +173,7 @@ def test_users_cannot_insert_streaming_or_attempt_columns(db: psycopg.Connection
         )
 
 
-# --- streamed replies under issue 11's order and quotas (20261201500000_streaming_in_order.sql) ---
+# --- streamed replies under issue 11's order and quotas (20261201300000_streaming_replies.sql) ---
 
 
 def tokens_used(db: psycopg.Connection, user_id: str) -> int:
