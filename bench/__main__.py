@@ -151,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         "config": dataclasses.asdict(config),
         "machine": machine.describe(),
     }
-    with bench_environment(with_baseline=True, **dict(args.service_env)) as environment:
-        results["service"] = {**service_description(environment), "overrides": dict(args.service_env)}
+    overrides = dict(args.service_env)
+    with bench_environment(with_baseline=True, **overrides) as environment:
+        results["service"] = {**service_description(environment), "overrides": overrides}
         run_phases(environment, config, args.skip, results)
     results["run_seconds"] = round(time.monotonic() - started, 1)
     results["loadgen_peak"] = loadgen_peak(results)
