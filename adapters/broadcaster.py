@@ -1,22 +1,28 @@
 """Realtime Broadcast (chat.ports.ReplyBroadcaster) through Realtime's REST endpoint,
 `POST /realtime/v1/api/broadcast`, as the service role: many messages, for many replies and
-channels, in one request, so a process streaming 64 replies sends one request per interval."""
+channels, in one request, so a process streaming 64 replies sends one request per interval.
+Sent from the reply engine's loop, on its shared aiohttp session."""
 
 from __future__ import annotations
 
-import httpx
+import asyncio
 
+import aiohttp
+
+from adapters.http_session import LoopSession
 from chat.errors import BroadcastFailed
 from chat.ports import Broadcast
 
+BROADCAST_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
+
 
 class RealtimeBroadcaster:
-    def __init__(self, supabase_url: str, service_role_key: str, http: httpx.Client) -> None:
+    def __init__(self, supabase_url: str, service_role_key: str, session: LoopSession) -> None:
         self.url = f"{supabase_url.rstrip('/')}/realtime/v1/api/broadcast"
         self.headers = {"apikey": service_role_key, "Authorization": f"Bearer {service_role_key}"}
-        self.http = http
+        self.session = session
 
-    def send(self, messages: list[Broadcast]) -> None:
+    async def send(self, messages: list[Broadcast]) -> None:
         body = {
             "messages": [
                 {"topic": message.topic, "event": message.event, "payload": message.payload, "private": True}
@@ -24,8 +30,10 @@ class RealtimeBroadcaster:
             ]
         }
         try:
-            response = self.http.post(self.url, json=body, headers=self.headers)
-        except httpx.HTTPError as error:
+            async with self.session.get().post(self.url, json=body, headers=self.headers, timeout=BROADCAST_TIMEOUT) as response:
+                status = response.status
+                await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
             raise BroadcastFailed(f"Realtime unreachable: {type(error).__name__}") from error
-        if response.status_code >= 300:
-            raise BroadcastFailed(f"Realtime refused the broadcast ({response.status_code})")
+        if status >= 300:
+            raise BroadcastFailed(f"Realtime refused the broadcast ({status})")

@@ -1,6 +1,7 @@
-"""The pipeline's store (chat.ports.MessageStore): its SQL functions, called through
-supabase-py's .rpc() with the service role. One shared client is safe across threads because
-its auth never changes."""
+"""The service role's store outside a reply (chat.ports.MessageStore: the sweep, the waiter, the
+model allowlist, readiness), through supabase-py's .rpc() from plain threads. One shared client is
+safe across threads because its auth never changes. The answering flow's writes are
+adapters/reply_store.py, on the reply engine's loop."""
 
 from __future__ import annotations
 
@@ -10,12 +11,9 @@ import httpx
 from postgrest.exceptions import APIError
 from supabase import Client, ClientOptions, create_client
 
+from adapters.http_session import STORE_TIMEOUT_SECONDS
 from adapters.postgrest_errors import store_error
-from chat.errors import ChatError, ClaimSuperseded, StoreUnavailable
-from chat.outcome import MessageOutcome
-from chat.ports import ClaimedMessage, FailedMessage, ModelReply, StoredReply, StreamingReply, WaitingMessage
-
-STORE_TIMEOUT_SECONDS = 10.0
+from chat.errors import ChatError, StoreUnavailable
 
 
 def shared_http_client(max_connections: int) -> httpx.Client:
@@ -38,126 +36,6 @@ def service_client(supabase_url: str, service_role_key: str, http: httpx.Client)
 class SupabaseMessageStore:
     def __init__(self, client: Client) -> None:
         self.client = client
-
-    def claim_message_for_reply(
-        self,
-        message_id: str,
-        lease_seconds: int,
-        max_attempts: int,
-        token_budget: int,
-        max_messages: int,
-        claim_token: str | None = None,
-    ) -> ClaimedMessage | WaitingMessage | None:
-        """Claim the message under `claim_token` (chosen by the caller, so a claim whose answer
-        never arrives can still be released by it) and read the context that fits `token_budget`
-        (system prompt included), in one round trip."""
-        row = self._rpc(
-            "claim_message_for_reply",
-            {
-                "message_id": message_id,
-                "token_budget": token_budget,
-                "lease_seconds": lease_seconds,
-                "max_attempts": max_attempts,
-                "max_messages": max_messages,
-                "claim_token": claim_token,
-            },
-        )
-        if not row:
-            return None
-        if row.get("waiting"):
-            return WaitingMessage(message_id=row["message_id"], waiting_for=row["waiting_for"])
-        return ClaimedMessage(
-            message_id=row["message_id"],
-            conversation_id=row["conversation_id"],
-            user_id=row["user_id"],
-            attempt=row["attempt"],
-            claim_token=row["claim_token"],
-            lease_expires_at=row["lease_expires_at"],
-            system_prompt=row.get("system_prompt"),
-            model=row.get("model"),
-            context=list(row.get("context") or []),
-            system_prompt_trimmed=bool(row.get("system_prompt_trimmed")),
-        )
-
-    def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
-        """Write the reply under this claim and return the reply as stored (if the message was
-        already answered, that answer). None if the user message no longer exists (its
-        conversation was deleted meanwhile). Raises ClaimSuperseded when the claim is stale and
-        the message unanswered: the reply was dropped."""
-        row = self._rpc(
-            "complete_message_for_reply",
-            {
-                "message_id": claim.message_id,
-                "claim_token": claim.claim_token,
-                "content": reply.content,
-                "model": reply.model,
-                "prompt_tokens": reply.prompt_tokens,
-                "completion_tokens": reply.completion_tokens,
-            },
-        )
-        if not row:
-            return None
-        if row.get("reply_id") is None:
-            raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
-        return StoredReply(
-            reply_id=row["reply_id"],
-            content=row["content"],
-            conversation_id=row["conversation_id"],
-            next_message_id=row.get("next_message_id"),
-        )
-
-    def begin_reply(self, claim: ClaimedMessage, content: str) -> StreamingReply:
-        row = self._rpc("begin_reply", {"message_id": claim.message_id, "claim_token": claim.claim_token, "content": content})
-        if not row:
-            raise ClaimSuperseded("the message is no longer under this claim")
-        return StreamingReply(reply_id=row["reply_id"], attempt=row["attempt"])
-
-    def checkpoint_reply(self, claim: ClaimedMessage, content: str) -> bool:
-        params = {"message_id": claim.message_id, "claim_token": claim.claim_token, "content": content}
-        return bool(self._rpc("checkpoint_reply", params))
-
-    def finish_reply(
-        self, claim: ClaimedMessage, content: str, status: str, error: str | None, reply: ModelReply | None
-    ) -> MessageOutcome | None:
-        row = self._rpc(
-            "finish_reply",
-            {
-                "message_id": claim.message_id,
-                "claim_token": claim.claim_token,
-                "content": content,
-                "status": status,
-                "error": error,
-                "model": reply.model if reply else None,
-                "prompt_tokens": reply.prompt_tokens if reply else None,
-                "completion_tokens": reply.completion_tokens if reply else None,
-            },
-        )
-        if not row:
-            return None
-        if row.get("superseded") or (status == "done" and row.get("reply_id") is None):
-            raise ClaimSuperseded(f"message is {row.get('status')} under another claim")
-        return MessageOutcome(
-            claim.message_id,
-            row["conversation_id"],
-            row["status"],
-            error,
-            row.get("reply_id"),
-            row.get("content"),
-            row.get("next_message_id"),
-        )
-
-    def stop_requested_messages(self, message_ids: list[str]) -> list[str]:
-        return [str(message_id) for message_id in self._rpc("stop_requested_messages", {"message_ids": message_ids}) or []]
-
-    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
-        """Mark the message failed under this claim (failed=False: the claim is stale, nothing
-        changed), and learn which message of the conversation to answer next."""
-        params = {"message_id": claim.message_id, "claim_token": claim.claim_token, "error": error}
-        row = self._rpc("fail_message", params) or {}
-        return FailedMessage(failed=bool(row.get("failed")), next_message_id=row.get("next_message_id"))
-
-    def release_message(self, message_id: str, claim_token: str) -> bool:
-        return bool(self._rpc("release_message", {"message_id": message_id, "claim_token": claim_token}))
 
     def list_stalled_messages(self, pending_grace_seconds: int, max_count: int) -> list[str]:
         rows = self._rpc(

@@ -7,9 +7,11 @@ PostgREST's own PGRSTxxx (https://docs.postgrest.org/en/stable/references/errors
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 
+import aiohttp
 import httpx
 from postgrest.exceptions import APIError
 
@@ -41,6 +43,10 @@ OWN_REFUSALS: Mapping[str, type[ChatError]] = {
 # Postgres's own wording names internals (types, constraints, values): it stays in the logs.
 DATA_REFUSED_MESSAGE = "a value could not be stored (wrong type, format or size)."
 
+# The request never got an answer (refused, reset, timed out), from httpx (the threads' calls) or
+# aiohttp (the reply engine's loop): unreachable, whichever client asked.
+TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, asyncio.TimeoutError)
+
 # (code, or prefix ending in "*") -> the named error. First match wins; anything else is StoreRejected.
 POSTGREST_ERRORS: tuple[tuple[str, type[ChatError]], ...] = (
     # Gateway or database trouble: transient, the caller may try again.
@@ -70,11 +76,13 @@ POSTGREST_ERRORS: tuple[tuple[str, type[ChatError]], ...] = (
 
 
 def store_error(
-    error: httpx.HTTPError | APIError, during: str, meaning: Mapping[str, type[ChatError]] | None = None
+    error: httpx.HTTPError | aiohttp.ClientError | asyncio.TimeoutError | APIError,
+    during: str,
+    meaning: Mapping[str, type[ChatError]] | None = None,
 ) -> ChatError:
     """The named error for one failed request. `meaning` lets a call say what a code means for
     it in particular (a missing parent when creating a conversation is the caller's own user)."""
-    if isinstance(error, httpx.HTTPError):
+    if isinstance(error, TRANSPORT_ERRORS):
         return StoreUnavailable(f"Supabase unreachable during {during}: {type(error).__name__}")
     code = str(error.code or "")
     if code == "quota_exceeded":

@@ -65,8 +65,8 @@ def service_description(environment: BenchEnvironment) -> dict[str, Any]:
         "workers": gunicorn["workers"],
         "threads": gunicorn["threads"],
         "worker_class": gunicorn["worker_class"],
-        "worker_threads": settings.worker_threads,
-        "worker_queue_size": settings.worker_queue_size,
+        "reply_concurrency": settings.reply_concurrency,
+        "reply_queue_size": settings.reply_queue_size,
         "chat_poll_interval_seconds": settings.chat_poll_interval_seconds,
         "bench_settings": {key: environment.env[key] for key in ("APP_ENV", "LOG_LEVEL")},
     }

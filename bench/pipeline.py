@@ -19,7 +19,7 @@ from bench.harness import BenchEnvironment
 from bench.runner import loadgen_stats, run_loadgen
 from bench.stats import summarize
 
-REPLY_WORKERS_PER_INSTANCE_GUESS = 16  # only sizes the deadline of a run: 2 workers x WORKER_THREADS 8
+REPLY_WORKERS_PER_INSTANCE_GUESS = 16  # only sizes the deadline of a run: 2 workers x REPLY_CONCURRENCY 8
 
 
 def messages_per_conversation(config: BenchConfig, model_ms: float, concurrency: int) -> int:

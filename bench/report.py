@@ -33,7 +33,7 @@ def header(results: dict[str, Any]) -> list[str]:
         f" {machine['memory_gib']} GiB, Python {machine['python']} ({machine['platform']}),"
         f" load average at start {machine['load_average_at_start']}",
         f"service: `{service['command']}` (Procfile), {service['workers']} workers x {service['threads']} threads"
-        f" (gunicorn.conf.py defaults), WORKER_THREADS {service['worker_threads']}"
+        f" (gunicorn.conf.py defaults), REPLY_CONCURRENCY {service['reply_concurrency']}"
         + "".join(f", {name}={value}" for name, value in (service.get("overrides") or {}).items()),
         "load: separate process `python -m bench.loadgen`, raw asyncio HTTP/1.1, one keep-alive connection per user;"
         f" its peak CPU {loadgen.get('cpu_share', 0) * 100:.0f}% of a core,"

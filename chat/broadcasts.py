@@ -3,16 +3,16 @@ most once per interval (the first piece at once, so the first token is not delay
 replies due at the same moment go out in one request. Supabase counts every delivered message
 against the project's rate, so one message per token would use it up with a handful of streams.
 
-Event contract (docs: /work/notes/STREAMING-CONTRACT.md, the README): on the private channel
+Event contract (the README's streaming section): on the private channel
 `chat:<conversation_id>`, `reply_delta` {message_id, reply_id, attempt, offset, delta},
 `reply_done`, `reply_failed` (+ error), `reply_stopped`, each with message_id, reply_id, attempt.
-A reply's events go out in the order they were made: one sender thread, final events after the
+A reply's events go out in the order they were made: one sender task, final events after the
 reply's pending text."""
 
 from __future__ import annotations
 
+import asyncio
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,7 +50,8 @@ class _Pending:
 
 
 class ReplyBroadcasts:
-    """One per process. `delta` and `finish` never block on the network: the sender thread does."""
+    """One per process, on the reply engine's loop. `delta` and `finish` never wait on the
+    network: one sender task does, and the text that arrives meanwhile joins the next request."""
 
     def __init__(
         self, broadcaster: ReplyBroadcaster, interval_seconds: float, clock: Callable[[], float] = time.monotonic
@@ -59,62 +60,62 @@ class ReplyBroadcasts:
         self.interval_seconds = interval_seconds
         self.clock = clock
         self._pending: dict[ReplyKey, _Pending] = {}
-        self._wake = threading.Condition()
-        self._running = False
-        self._thread: threading.Thread | None = None
+        self._wake: asyncio.Event | None = None
+        self._sender: asyncio.Task[None] | None = None
+        self._running = True
         self.sent_requests = 0
         self.sent_messages = 0
 
-    def start(self) -> None:
-        with self._wake:
-            if self._running:
-                return
-            self._running = True
-        self._thread = threading.Thread(target=self._run, name="reply-broadcasts", daemon=True)
-        self._thread.start()
-
-    def shutdown(self, timeout: float = 2.0) -> None:
-        """Send what is pending, then stop."""
-        with self._wake:
-            self._running = False
-            self._wake.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
     def delta(self, key: ReplyKey, offset: int, text: str) -> None:
-        """`text` was appended at character `offset` of the reply."""
-        with self._wake:
-            pending = self._pending.get(key)
-            if pending is None:
-                pending = self._pending[key] = _Pending(offset=offset)
-            if not pending.text:
-                # Wake the sender only when this reply gets text to send again: it knows when
-                # that is due, and a wake per token would cost more than the tokens.
-                pending.offset = offset
-                pending.text = text
-                self._wake.notify()
-            else:
-                pending.text += text
+        """`text` was appended at character `offset` of the reply (on the loop)."""
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = _Pending(offset=offset)
+        if not pending.text:
+            # Wake the sender only when this reply gets text to send again: it knows when
+            # that is due, and a wake per token would cost more than the tokens.
+            pending.offset = offset
+            pending.text = text
+            self._wake_sender()
+        else:
+            pending.text += text
 
     def finish(self, key: ReplyKey, event: str, **extra: object) -> None:
         """The reply ended (`reply_done`, `reply_failed`, `reply_stopped`): its pending text goes
         first, then the event, both at once."""
-        with self._wake:
-            pending = self._pending.setdefault(key, _Pending())
-            pending.finals.append(Broadcast(key.topic, event, key.payload(**extra)))
-            pending.last_sent = None
-            self._wake.notify()
+        pending = self._pending.setdefault(key, _Pending())
+        pending.finals.append(Broadcast(key.topic, event, key.payload(**extra)))
+        pending.last_sent = None
+        self._wake_sender()
 
-    def _run(self) -> None:
+    async def close(self) -> None:
+        """Send what is pending, then stop (the engine's stop hook)."""
+        self._running = False
+        if self._sender is not None:
+            self._wake_sender()
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+    def _wake_sender(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._run(), name="reply-broadcasts")
+
+    async def _run(self) -> None:
+        assert self._wake is not None
         while True:
-            with self._wake:
-                batch = self._due_batch()
-                while not batch and self._running:
-                    self._wake.wait(self._seconds_to_next_due())
-                    batch = self._due_batch()
-                if not batch and not self._running:
-                    return
-            self._send(batch)
+            batch = self._due_batch()
+            if batch:
+                await self._send(batch)
+                continue
+            if not self._running or not self._pending:
+                return  # started again by the next delta
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._seconds_to_next_due())
+            except asyncio.TimeoutError:
+                pass
 
     def _due_at(self, pending: _Pending) -> float:
         """A reply's first text goes at once; after that it is due on the first tick of a grid
@@ -155,9 +156,9 @@ class ReplyBroadcasts:
         ]
         return max(0.0, min(waits)) if waits else None
 
-    def _send(self, batch: list[Broadcast]) -> None:
+    async def _send(self, batch: list[Broadcast]) -> None:
         try:
-            self.broadcaster.send(batch)
+            await self.broadcaster.send(batch)
         except BroadcastFailed as error:
             logger.warning("broadcast lost; clients re-read the row", reason=str(error), messages=len(batch))
             return

@@ -15,7 +15,6 @@ message and its reply.
 from __future__ import annotations
 
 import enum
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from chat.context import build_prompt
 from chat.errors import ClaimSuperseded, ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
 from chat.outcome import MessageOutcome
-from chat.ports import ChatModel, ClaimedMessage, MessageStore, WaitingMessage
+from chat.ports import ChatModel, ClaimedMessage, ReplyStore, WaitingMessage
 from chat.streaming import ReplyStreaming
 
 logger = get_logger(__name__)
@@ -45,9 +44,11 @@ class AnswerResult(enum.Enum):
 
 
 class ReplyPipeline:
+    """Runs on the reply engine's loop (chat/engine.py): every step awaits the network."""
+
     def __init__(
         self,
-        store: MessageStore,
+        store: ReplyStore,
         model: ChatModel,
         *,
         default_model: str,
@@ -72,18 +73,20 @@ class ReplyPipeline:
         self.streaming = streaming  # None: ask for whole answers (the in-memory unit tests' model)
         self.hand_on = hand_on  # queues the next message of a conversation (the workers' submit)
         self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
-        self._claims_lock = threading.Lock()
 
     def active_claims(self) -> dict[str, str]:
         """The claims this process holds right now: what shutdown releases if it cannot finish."""
-        with self._claims_lock:
-            return dict(self._active_claims)
+        return dict(self._active_claims)
 
-    def answer(self, message_id: str) -> AnswerResult:
+    def holds_claim(self, message_id: str) -> bool:
+        """Whether this process is generating the message's reply now (any thread may ask)."""
+        return message_id in self._active_claims
+
+    async def answer(self, message_id: str) -> AnswerResult:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             claim_token = str(uuid.uuid4())
             try:
-                claim = self.store.claim_message_for_reply(
+                claim = await self.store.claim_message_for_reply(
                     message_id,
                     self.lease_seconds,
                     self.max_attempts,
@@ -93,7 +96,7 @@ class ReplyPipeline:
                 )
             except StoreUnavailable as error:
                 logger.warning("could not claim message", reason=str(error))
-                self._release_unknown_claim(message_id, claim_token)
+                await self._release_unknown_claim(message_id, claim_token)
                 return AnswerResult.DEFERRED
             if isinstance(claim, WaitingMessage):
                 logger.info("message waits for an earlier one of its conversation", waiting_for=claim.waiting_for)
@@ -103,28 +106,26 @@ class ReplyPipeline:
                 # woken now would read "processing"; the one who settles it tells the waiters.
                 logger.info("message not claimable; skipped")
                 return AnswerResult.NOT_CLAIMED
-            with self._claims_lock:
-                self._active_claims[message_id] = claim.claim_token
+            self._active_claims[message_id] = claim.claim_token
             try:
                 with structlog.contextvars.bound_contextvars(conversation_id=claim.conversation_id, attempt=claim.attempt):
-                    return self._answer_claimed(claim)
+                    return await self._answer_claimed(claim)
             finally:
-                with self._claims_lock:
-                    self._active_claims.pop(message_id, None)
+                self._active_claims.pop(message_id, None)
 
-    def _release_unknown_claim(self, message_id: str, claim_token: str) -> None:
+    async def _release_unknown_claim(self, message_id: str, claim_token: str) -> None:
         """The claim call failed, but it may have committed (a timeout after the database did the
         work): hand back whatever our token holds now, so the message is not stranded for a lease
         and the attempt is not counted. Nothing to release is the usual, harmless answer."""
         try:
-            if self.store.release_message(message_id, claim_token):
+            if await self.store.release_message(message_id, claim_token):
                 logger.info("released a claim whose answer was lost")
         except StoreUnavailable as error:
             logger.warning("could not release an uncertain claim; its lease will expire", reason=str(error))
 
-    def _answer_claimed(self, claim: ClaimedMessage) -> AnswerResult:
+    async def _answer_claimed(self, claim: ClaimedMessage) -> AnswerResult:
         try:
-            return self._generate_and_store(claim)
+            return await self._generate_and_store(claim)
         except StoreUnavailable as error:
             logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
             return AnswerResult.DEFERRED
@@ -134,12 +135,12 @@ class ReplyPipeline:
             return AnswerResult.NOT_CLAIMED
         except ModelError as error:
             logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
-            return self._fail(claim, error.user_message)
+            return await self._fail(claim, error.user_message)
         except Exception:
             logger.exception("unexpected error answering message; marking it failed")
-            return self._fail(claim, INTERNAL_ERROR_MESSAGE)
+            return await self._fail(claim, INTERNAL_ERROR_MESSAGE)
 
-    def _generate_and_store(self, claim: ClaimedMessage) -> AnswerResult:
+    async def _generate_and_store(self, claim: ClaimedMessage) -> AnswerResult:
         model_name = claim.model or self.default_model
         if model_name not in self.offered_models:
             # Written while it was offered, retired since: never call a model the operator dropped.
@@ -150,11 +151,11 @@ class ReplyPipeline:
         if claim.system_prompt_trimmed:
             logger.info("system prompt cut to fit the token budget", budget=self.context_token_budget)
         if self.streaming is not None:
-            return self._stream_and_store(claim, self.streaming, model_name)
+            return await self._stream_and_store(claim, self.streaming, model_name)
         started = time.perf_counter()
-        reply = self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
+        reply = await self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()
-        stored = self.store.complete_message_for_reply(claim, reply)
+        stored = await self.store.complete_message_for_reply(claim, reply)
         stored_at = time.perf_counter()
         if stored is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
@@ -175,9 +176,9 @@ class ReplyPipeline:
         self._hand_on(stored.next_message_id)
         return AnswerResult.ANSWERED
 
-    def _stream_and_store(self, claim: ClaimedMessage, streaming: ReplyStreaming, model_name: str) -> AnswerResult:
+    async def _stream_and_store(self, claim: ClaimedMessage, streaming: ReplyStreaming, model_name: str) -> AnswerResult:
         started = time.perf_counter()
-        outcome = streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), model_name)
+        outcome = await streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), model_name)
         if outcome is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
             self._settled(claim.message_id, None)
@@ -192,9 +193,9 @@ class ReplyPipeline:
         self._hand_on(outcome.next_message_id)
         return {"done": AnswerResult.ANSWERED, "stopped": AnswerResult.STOPPED}.get(outcome.status, AnswerResult.FAILED)
 
-    def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
+    async def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
         try:
-            result = self.store.fail_message(claim, user_message)
+            result = await self.store.fail_message(claim, user_message)
         except StoreUnavailable as error:
             logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
             return AnswerResult.DEFERRED

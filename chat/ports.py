@@ -6,7 +6,7 @@ Method names are the SQL functions they call, so a reader can go from a call to 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -64,34 +64,9 @@ class ModelReply:
 
 
 class MessageStore(Protocol):
-    """The pipeline's SQL functions, run with the service role. Every failure to reach the
-    database is StoreUnavailable; a request the database refuses is a named ChatError."""
-
-    def claim_message_for_reply(
-        self,
-        message_id: str,
-        lease_seconds: int,
-        max_attempts: int,
-        token_budget: int,
-        max_messages: int,
-        claim_token: str | None = None,
-    ) -> ClaimedMessage | WaitingMessage | None:
-        """The claim (under `claim_token`, chosen by the caller) plus its context; WaitingMessage
-        while an earlier message of its conversation is unanswered; None if someone else holds it
-        or it is settled."""
-
-    def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
-        """Write the reply under `claim` and return the reply as stored (the first one, if the
-        message was answered already); None if the user message is gone (conversation deleted).
-        Raises ClaimSuperseded if `claim` is stale and the message unanswered: the reply is dropped."""
-
-    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
-        """Mark the message failed under `claim`, with a reason its author reads (failed=False when
-        the claim is stale: another attempt holds or settled the message, nothing changed)."""
-
-    def release_message(self, message_id: str, claim_token: str) -> bool:
-        """Hand a claim back (shutdown, or a claim call whose answer was lost), so the next sweep
-        need not wait for the lease; the interrupted attempt is not counted."""
+    """The service role's reads and settings outside a reply (the sweep, the waiter, the model
+    allowlist, readiness), called from plain threads. Every failure to reach the database is
+    StoreUnavailable; a request the database refuses is a named ChatError."""
 
     def configure_chat_models(self, models: list[str]) -> None:
         """Publish the operator's model allowlist, which the database enforces on every write."""
@@ -112,25 +87,72 @@ class StreamingReply:
     attempt: int
 
 
-class StreamingMessageStore(MessageStore, Protocol):
-    """The streaming pipeline's SQL functions, each under the worker's claim like the rest."""
+@dataclass(frozen=True)
+class ReplyCheckpoint:
+    """A streaming reply's text so far, to be stored under its claim."""
 
-    def begin_reply(self, claim: ClaimedMessage, content: str) -> StreamingReply:
+    message_id: str
+    claim_token: str
+    content: str
+
+
+@dataclass(frozen=True)
+class TickAnswer:
+    """What one `reply_tick` learnt: the checkpoints refused because their claim is stale (stop
+    generating: another attempt owns the message) and the streamed messages whose owners asked
+    to stop."""
+
+    superseded: list[str]
+    stop_requested: list[str]
+
+
+class ReplyStore(Protocol):
+    """The answering flow's SQL functions, awaited on the reply engine's event loop; every write
+    names the worker's claim (claim_token). Failures as MessageStore's."""
+
+    async def claim_message_for_reply(
+        self,
+        message_id: str,
+        lease_seconds: int,
+        max_attempts: int,
+        token_budget: int,
+        max_messages: int,
+        claim_token: str | None = None,
+    ) -> ClaimedMessage | WaitingMessage | None:
+        """The claim (under `claim_token`, chosen by the caller) plus its context; WaitingMessage
+        while an earlier message of its conversation is unanswered; None if someone else holds it
+        or it is settled."""
+
+    async def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
+        """Write the reply under `claim` and return the reply as stored (the first one, if the
+        message was answered already); None if the user message is gone (conversation deleted).
+        Raises ClaimSuperseded if `claim` is stale and the message unanswered: the reply is dropped."""
+
+    async def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
+        """Mark the message failed under `claim`, with a reason its author reads (failed=False when
+        the claim is stale: another attempt holds or settled the message, nothing changed)."""
+
+    async def release_message(self, message_id: str, claim_token: str) -> bool:
+        """Hand a claim back (shutdown, or a claim call whose answer was lost), so the next sweep
+        need not wait for the lease; the interrupted attempt is not counted."""
+
+    async def begin_reply(self, claim: ClaimedMessage, content: str) -> StreamingReply:
         """Create the reply row (status streaming) at the first piece of text, or reset the one
         an earlier attempt left. Raises ClaimSuperseded when the claim is stale."""
 
-    def checkpoint_reply(self, claim: ClaimedMessage, content: str) -> bool:
-        """Store the text so far; False when the claim is stale (stop generating)."""
+    async def reply_tick(
+        self, checkpoints: list[ReplyCheckpoint], streaming: list[str], lease_seconds: int
+    ) -> TickAnswer:
+        """One round trip for every reply a process streams: store the checkpoints (each under
+        its claim, extending its lease by `lease_seconds`) and ask which of the `streaming`
+        messages their owners asked to stop."""
 
-    def finish_reply(
+    async def finish_reply(
         self, claim: ClaimedMessage, content: str, status: str, error: str | None, reply: ModelReply | None
     ) -> MessageOutcome | None:
         """End the streamed reply as done, stopped or failed, with the user message, in one
         transaction; the outcome as stored (for done: the first reply, if two were written). None
         if the message is gone; raises ClaimSuperseded when the claim is stale."""
-
-    def stop_requested_messages(self, message_ids: list[str]) -> list[str]:
-        """Which of these messages their owners asked to stop (one query for all)."""
 
 
 @dataclass(frozen=True)
@@ -179,21 +201,22 @@ CallerStoreFactory = Callable[[Caller], CallerStore]
 
 
 class ChatModel(Protocol):
-    """An OpenAI-compatible chat model. Raises ModelUnavailable (transient, retries spent) or
-    ModelRejected (retrying cannot help), each with a message the user may read."""
+    """An OpenAI-compatible chat model, awaited on the reply engine's loop. Raises
+    ModelUnavailable (transient, retries spent) or ModelRejected (retrying cannot help), each with
+    a message the user may read."""
 
-    def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply: ...
+    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply: ...
 
 
 class ModelStream(Protocol):
-    """A reply being generated. Iterating yields its pieces of text as the provider sends them;
-    once exhausted, `reply` has the whole text and the provider's usage. Raises ModelError if the
-    provider breaks off. `close` is safe from any thread: it ends the provider's generation (and
-    its billing), after which iteration simply ends."""
+    """A reply being generated. Iterating (async) yields its pieces of text as the provider sends
+    them; once exhausted, `reply` has the whole text and the provider's usage. Raises ModelError
+    if the provider breaks off. `close` (on the engine's loop) ends the provider's generation and
+    its billing, after which iteration simply ends."""
 
     closed: bool
 
-    def __iter__(self) -> Iterator[str]: ...
+    def __aiter__(self) -> AsyncIterator[str]: ...
 
     def close(self) -> None: ...
 
@@ -201,8 +224,8 @@ class ModelStream(Protocol):
     def reply(self) -> ModelReply: ...
 
 
-class StreamingChatModel(Protocol):
-    def stream(self, messages: list[dict[str, str]], model: str) -> ModelStream:
+class StreamingChatModel(ChatModel, Protocol):
+    async def stream(self, messages: list[dict[str, str]], model: str) -> ModelStream:
         """Open a streamed reply, retried as `complete` is until its first piece of text arrives
         (that piece is the first the iterator yields). Raises ModelError like `complete`."""
 
@@ -219,6 +242,6 @@ class Broadcast:
 class ReplyBroadcaster(Protocol):
     """Realtime Broadcast as the service role: only it may send on a conversation's channel."""
 
-    def send(self, messages: list[Broadcast]) -> None:
+    async def send(self, messages: list[Broadcast]) -> None:
         """Send all of them in one request. Raises BroadcastFailed; a lost broadcast loses no
         text (the row has it: clients re-read it), so callers log and go on."""

@@ -9,23 +9,23 @@ import threading
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.ports import MessageStore
-from chat.workers import ReplyWorkers
+from chat.engine import ReplyEngine
 
 logger = get_logger(__name__)
 SWEEP_BATCH = 100
 
 
 class RedriveSweep:
-    def __init__(self, store: MessageStore, workers: ReplyWorkers, *, interval_seconds: float, grace_seconds: int) -> None:
+    def __init__(self, store: MessageStore, engine: ReplyEngine, *, interval_seconds: float, grace_seconds: int) -> None:
         self.store = store
-        self.workers = workers
+        self.engine = engine
         self.interval_seconds = interval_seconds  # 0 turns the background sweep off
         self.grace_seconds = grace_seconds  # how old a pending message must be: younger ones have a webhook in flight
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def sweep_once(self) -> int:
-        """Hand stalled messages to the workers; returns how many were handed over."""
+        """Hand stalled messages to the reply engine; returns how many were handed over."""
         try:
             stalled = self.store.list_stalled_messages(self.grace_seconds, SWEEP_BATCH)
         except StoreUnavailable as error:
@@ -33,11 +33,11 @@ class RedriveSweep:
             return 0
         handed = 0
         for message_id in stalled:
-            if not self.workers.submit(message_id):
+            if not self.engine.submit(message_id):
                 break  # full: the next sweep continues
             handed += 1
         if handed:
-            logger.info("re-drive sweep handed messages to workers", count=handed)
+            logger.info("re-drive sweep handed messages to the reply engine", count=handed)
         return handed
 
     def start(self) -> None:

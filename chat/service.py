@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from chat.caller import Caller
 from chat.direct_chat import ChatReply, DirectChat
 from chat.direct_stream import DirectStream, StreamEvent
+from chat.engine import ReplyEngine
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.model_allowlist import ModelAllowlist
@@ -23,7 +24,6 @@ from chat.redrive import RedriveSweep
 from chat.siblings import SiblingNotifier
 from chat.streaming import ReplyStreaming
 from chat.waiter import ReplyWaiter
-from chat.workers import ReplyWorkers
 
 logger = get_logger(__name__)
 
@@ -42,7 +42,7 @@ class ChatService:
     store: MessageStore
     open_caller_store: CallerStoreFactory
     pipeline: ReplyPipeline
-    workers: ReplyWorkers
+    engine: ReplyEngine
     sweep: RedriveSweep
     waiter: ReplyWaiter
     direct_chat: DirectChat
@@ -52,10 +52,10 @@ class ChatService:
     streaming: ReplyStreaming | None = None
 
     def accept_delivery(self, message_id: str) -> Delivery:
-        """Hand a user message to the reply workers, or say why not (the door answers 503)."""
-        if not self.workers.accepting:
+        """Hand a user message to the reply engine, or say why not (the door answers 503)."""
+        if not self.engine.accepting:
             return Delivery.SHUTTING_DOWN
-        if not self.workers.submit(message_id):
+        if not self.engine.submit(message_id):
             return Delivery.BUSY
         return Delivery.ACCEPTED
 
@@ -81,7 +81,7 @@ class ChatService:
         Returns the message's status (a settled message is left as it is)."""
         status = self.caller_store(caller).stop_reply(message_id)
         if self.streaming is not None:
-            self.streaming.stops.request_stop(message_id)
+            self.streaming.live.request_stop(message_id)
         return status
 
     def check_ready(self) -> None:
@@ -90,15 +90,14 @@ class ChatService:
 
     def start(self) -> None:
         """Start the background work; gunicorn calls this once per worker process, after the fork."""
+        self.engine.start()
         self.models.start()
         self.sweep.start()
         self.siblings.start()
-        if self.streaming is not None:
-            self.streaming.broadcasts.start()
 
     def begin_shutdown(self) -> None:
         """SIGTERM: take no new webhooks (they get 503 and are re-driven elsewhere), stop sweeping."""
-        self.workers.stop_accepting()
+        self.engine.stop_accepting()
         self.sweep.stop(wait=False)
         self.siblings.stop()
         self.models.stop()
@@ -108,14 +107,24 @@ class ChatService:
         that could not finish, so another instance answers them now rather than after the lease.
         Returns the released message ids."""
         self.begin_shutdown()
-        if self.workers.drain(drain_seconds):
+        if self.engine.drain(drain_seconds):
             return []
+        released = self.engine.run(self._release_claims(self.pipeline.active_claims()))
+        logger.info("shutdown released unfinished claims", count=len(released))
+        return released
+
+    async def _release_claims(self, claims: dict[str, str]) -> list[str]:
         released = []
-        for message_id, claim_token in self.pipeline.active_claims().items():
+        for message_id, claim_token in claims.items():
             try:
-                if self.store.release_message(message_id, claim_token):
+                if await self.pipeline.store.release_message(message_id, claim_token):
                     released.append(message_id)
             except StoreUnavailable:
                 logger.warning("could not release a claim; its lease will expire", message_id=message_id)
-        logger.info("shutdown released unfinished claims", count=len(released))
         return released
+
+    def close(self) -> None:
+        """Stop the reply engine's loop and the background threads (tests; a process exit needs
+        none of it)."""
+        self.begin_shutdown()
+        self.engine.close()

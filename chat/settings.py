@@ -59,8 +59,8 @@ class Settings(BaseSettings):
     chat_poll_interval_seconds: float = Field(0.2, gt=0)
     cors_origins: str = ""  # comma-separated; empty means * in development, required in production
 
-    worker_threads: int = Field(256, ge=1, le=1024)  # generations in flight per process; threads start on demand
-    worker_queue_size: int = Field(256, ge=0)
+    reply_concurrency: int = Field(512, ge=1, le=10000)  # replies generated at once per process (tasks on one loop)
+    reply_queue_size: int = Field(256, ge=0)  # replies that may wait for a slot; beyond that the webhook gets 503
     lease_seconds: int = Field(180, ge=1)
     max_attempts: int = Field(5, ge=1)
     redrive_interval_seconds: float = Field(15.0, ge=0)  # 0 turns the in-process sweep off

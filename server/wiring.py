@@ -10,64 +10,65 @@ from typing import cast
 
 from adapters.broadcaster import RealtimeBroadcaster
 from adapters.caller_store import caller_store_factory
+from adapters.http_session import LoopSession
 from adapters.message_store import SupabaseMessageStore, service_client, shared_http_client
-from adapters.model import OpenAIChatModel, openai_client
+from adapters.model import OpenAIChatModel
+from adapters.reply_store import PostgrestReplyStore
 from chat.broadcasts import ReplyBroadcasts
 from chat.direct_chat import DirectChat
 from chat.direct_stream import DirectStream
+from chat.engine import LoopHook, ReplyEngine
+from chat.live_replies import LiveReplies
 from chat.model_allowlist import ModelAllowlist
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
-from chat.ports import (
-    CallerStoreFactory,
-    ChatModel,
-    MessageStore,
-    ReplyBroadcaster,
-    StreamingChatModel,
-    StreamingMessageStore,
-)
+from chat.ports import CallerStoreFactory, ChatModel, MessageStore, ReplyBroadcaster, ReplyStore, StreamingChatModel
 from chat.redrive import RedriveSweep
 from chat.reply_feed import ReplyFeed
 from chat.service import ChatService
 from chat.settings import Settings
 from chat.siblings import SiblingNotifier
-from chat.stops import StopSignals
 from chat.streaming import ReplyStreaming
 from chat.waiter import ReplyWaiter
-from chat.workers import ReplyWorkers
 
-# Connections beyond one per reply thread, for waiting /api requests and the poller.
-EXTRA_CONNECTIONS = 128
+# Connections for the doors' threads (waiting /api requests, the sweep, the waiter's poll).
+DOOR_CONNECTIONS = 128
 
 
 def build_chat_service(settings: Settings) -> ChatService:
-    http = shared_http_client(settings.worker_threads + EXTRA_CONNECTIONS)
-    store = SupabaseMessageStore(
-        service_client(settings.supabase_url, settings.supabase_service_role_key.get_secret_value(), http)
-    )
+    http = shared_http_client(DOOR_CONNECTIONS)
+    service_role_key = settings.supabase_service_role_key.get_secret_value()
+    store = SupabaseMessageStore(service_client(settings.supabase_url, service_role_key, http))
+    session = LoopSession(max_connections=settings.reply_concurrency + DOOR_CONNECTIONS)
+    reply_store = PostgrestReplyStore(settings.supabase_url, service_role_key, session)
     model = OpenAIChatModel(
-        openai_client(settings.openai_api_key.get_secret_value(), settings.openai_base_url, settings.openai_timeout_seconds),
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        timeout_seconds=settings.openai_timeout_seconds,
+        session=session,
         max_attempts=settings.model_max_attempts,
         retry_initial_seconds=settings.model_retry_initial_seconds,
         retry_max_seconds=settings.model_retry_max_seconds,
         reply_max_tokens=settings.reply_max_tokens,
     )
     callers = caller_store_factory(settings.supabase_url, settings.supabase_anon_key.get_secret_value(), http)
-    broadcaster = RealtimeBroadcaster(settings.supabase_url, settings.supabase_service_role_key.get_secret_value(), http)
-    return assemble_chat_service(settings, store, callers, model, broadcaster)
+    broadcaster = RealtimeBroadcaster(settings.supabase_url, service_role_key, session)
+    return assemble_chat_service(settings, store, reply_store, callers, model, broadcaster, on_stop=[session.close])
 
 
 def assemble_chat_service(
     settings: Settings,
     store: MessageStore,
+    reply_store: ReplyStore,
     open_caller_store: CallerStoreFactory,
     model: ChatModel,
     broadcaster: ReplyBroadcaster | None = None,
+    on_stop: list[LoopHook] | None = None,
 ) -> ChatService:
-    """The domain around its ports: pipeline, workers, sweep, waiter, direct chat, siblings.
-    With a broadcaster (and a store and model that stream), replies are streamed."""
+    """The domain around its ports: pipeline, reply engine, sweep, waiter, direct chat, siblings.
+    With a broadcaster and a model that streams, replies are streamed."""
     waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
-    streaming = _streaming(settings, store, model, broadcaster)
+    streaming = _streaming(settings, reply_store, model, broadcaster)
     siblings = SiblingNotifier(on_settled=waiter.notify)
 
     def settled(message_id: str, outcome: MessageOutcome | None) -> None:
@@ -75,7 +76,7 @@ def assemble_chat_service(
         siblings.broadcast(message_id)
 
     pipeline = ReplyPipeline(
-        store,
+        reply_store,
         model,
         default_model=settings.openai_model,
         lease_seconds=settings.lease_seconds,
@@ -86,15 +87,16 @@ def assemble_chat_service(
         on_settled=settled,
         streaming=streaming,
     )
-    workers = ReplyWorkers(pipeline.answer, settings.worker_threads, settings.worker_queue_size)
-    pipeline.hand_on = workers.submit  # a settled message's successor in its conversation goes next
+    stop_hooks = [streaming.broadcasts.close] if streaming is not None else []
+    engine = ReplyEngine(pipeline.answer, settings.reply_concurrency, settings.reply_queue_size, [*stop_hooks, *(on_stop or [])])
+    pipeline.hand_on = engine.submit  # a settled message's successor in its conversation goes next
     direct_chat = DirectChat(waiter, reply_timeout_seconds=settings.chat_reply_timeout_seconds)
     direct_stream = DirectStream(
         direct_chat,
         waiter,
         streaming.feed if streaming is not None else ReplyFeed(),
-        generate_here=workers.submit,
-        generating_here=lambda message_id: message_id in pipeline.active_claims(),
+        generate_here=engine.submit,
+        generating_here=pipeline.holds_claim,
         poll_interval_seconds=settings.chat_poll_interval_seconds,
         heartbeat_seconds=settings.stream_sse_heartbeat_seconds,
         idle_timeout_seconds=settings.chat_reply_timeout_seconds,
@@ -103,9 +105,9 @@ def assemble_chat_service(
         store=store,
         open_caller_store=open_caller_store,
         pipeline=pipeline,
-        workers=workers,
+        engine=engine,
         sweep=RedriveSweep(
-            store, workers, interval_seconds=settings.redrive_interval_seconds, grace_seconds=settings.redrive_grace_seconds
+            store, engine, interval_seconds=settings.redrive_interval_seconds, grace_seconds=settings.redrive_grace_seconds
         ),
         waiter=waiter,
         direct_chat=direct_chat,
@@ -117,16 +119,19 @@ def assemble_chat_service(
 
 
 def _streaming(
-    settings: Settings, store: MessageStore, model: ChatModel, broadcaster: ReplyBroadcaster | None
+    settings: Settings, store: ReplyStore, model: ChatModel, broadcaster: ReplyBroadcaster | None
 ) -> ReplyStreaming | None:
-    if not settings.stream_replies or broadcaster is None or not hasattr(store, "begin_reply") or not hasattr(model, "stream"):
+    if not settings.stream_replies or broadcaster is None or not hasattr(model, "stream"):
         return None
-    streaming_store = cast(StreamingMessageStore, store)
     return ReplyStreaming(
-        store=streaming_store,
+        store=store,
         model=cast(StreamingChatModel, model),
         broadcasts=ReplyBroadcasts(broadcaster, settings.stream_broadcast_interval_ms / 1000),
-        stops=StopSignals(streaming_store, settings.stream_stop_poll_seconds),
+        live=LiveReplies(
+            store,
+            tick_seconds=settings.stream_stop_poll_seconds,
+            checkpoint_seconds=settings.stream_checkpoint_seconds,
+            lease_seconds=settings.lease_seconds,
+        ),
         feed=ReplyFeed(),
-        checkpoint_seconds=settings.stream_checkpoint_seconds,
     )

@@ -176,7 +176,7 @@ def test_full_worker_pool_answers_503_and_the_sweep_answers_later(
 ) -> None:
     fake_model.set_latency(1000)
     busy = start_service(
-        stack, state_dir, WORKER_THREADS="1", WORKER_QUEUE_SIZE="0", REDRIVE_GRACE_SECONDS="1",
+        stack, state_dir, REPLY_CONCURRENCY="1", REPLY_QUEUE_SIZE="0", REDRIVE_GRACE_SECONDS="1",
         REDRIVE_INTERVAL_SECONDS="0.3", OPENAI_TIMEOUT_SECONDS="3", LEASE_SECONDS="12",
     )
     try:

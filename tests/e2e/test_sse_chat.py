@@ -153,7 +153,7 @@ def test_a_stop_ends_the_stream_with_the_partial_reply(
 def second_instance(stack: LocalStack, state_dir: Path) -> Iterator[ServiceProcess]:
     """Another instance with one reply worker and no queue, whose heartbeat is quick."""
     service = start_service(
-        stack, state_dir, WORKER_THREADS="1", WORKER_QUEUE_SIZE="0", STREAM_SSE_HEARTBEAT_SECONDS="0.2",
+        stack, state_dir, REPLY_CONCURRENCY="1", REPLY_QUEUE_SIZE="0", STREAM_SSE_HEARTBEAT_SECONDS="0.2",
         OPENAI_TIMEOUT_SECONDS="10", LEASE_SECONDS="60", REDRIVE_INTERVAL_SECONDS="0", CHAT_POLL_INTERVAL_SECONDS="0.1",
     )
     yield service

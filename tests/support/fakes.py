@@ -3,22 +3,29 @@ functions they stand for, so the pipeline, the waiter and direct chat run in a u
 server. The SQL itself is tested against Postgres in tests/integration/.
 
 Faults are queued per method: `store.fail_next("claim_message_for_reply", StoreUnavailable("down"))`
-makes the next call raise it, the way a gateway outage or a refused request would."""
+makes the next call raise it, the way a gateway outage or a refused request would.
+
+The answering flow's ports are async (they are awaited on the reply engine's loop), so their fakes
+are too; the fake model streams as well as answering whole, so the unit layer runs the default,
+streamed path."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chat.broadcasts import ReplyBroadcasts
 from chat.caller import Caller
 from chat.errors import (
+    BroadcastFailed,
     ClaimSuperseded,
     ConversationNotFound,
     CursorNotFound,
@@ -26,16 +33,23 @@ from chat.errors import (
     MessageNotFound,
     ModelError,
 )
+from chat.live_replies import LiveReplies
 from chat.outcome import MessageOutcome
 from chat.ports import (
+    Broadcast,
     CallerStoreFactory,
     ClaimedMessage,
     FailedMessage,
     ModelReply,
+    ReplyCheckpoint,
     ReplyProgress,
     StoredReply,
+    StreamingReply,
+    TickAnswer,
     WaitingMessage,
 )
+from chat.reply_feed import ReplyFeed
+from chat.streaming import ReplyStreaming
 
 
 class Faults:
@@ -72,7 +86,20 @@ class Row:
     claim_token: str | None = None  # the current claim while processing
     error: str | None = None
     client_message_id: str | None = None
-    reply: StoredReply | None = None
+    reply: StoredReply | None = None  # the settled reply (done, or the partial text of a stopped/failed stream)
+    streaming: StreamingRow | None = None  # the reply row while it streams (and after, as it ended)
+    stop_requested: bool = False
+
+
+@dataclass
+class StreamingRow:
+    """An assistant row made by begin_reply: its id stays across attempts, as reply_to is unique."""
+
+    reply_id: str
+    content: str
+    attempt: int
+    status: str = "streaming"
+    error: str | None = None
 
 
 @dataclass
@@ -120,7 +147,8 @@ class InMemoryDatabase:
 
 
 class InMemoryMessageStore(Faults):
-    """chat.ports.MessageStore over an InMemoryDatabase, with the migrations' rules."""
+    """chat.ports.MessageStore and chat.ports.ReplyStore over an InMemoryDatabase, with the
+    migrations' rules."""
 
     def __init__(self, database: InMemoryDatabase | None = None) -> None:
         super().__init__()
@@ -128,7 +156,7 @@ class InMemoryMessageStore(Faults):
         self.calls: list[str] = []
         self.chat_models: list[str] = []
 
-    def claim_message_for_reply(
+    async def claim_message_for_reply(
         self,
         message_id: str,
         lease_seconds: int,
@@ -165,7 +193,7 @@ class InMemoryMessageStore(Faults):
                 context=self._context(row, token_budget, max_messages),
             )
 
-    def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
+    async def complete_message_for_reply(self, claim: ClaimedMessage, reply: ModelReply) -> StoredReply | None:
         self._enter("complete_message_for_reply")
         with self.db.lock:
             row = self.db.messages.get(claim.message_id)
@@ -179,7 +207,7 @@ class InMemoryMessageStore(Faults):
                 raise ClaimSuperseded(f"message is {row.status} under another claim")
             return dataclasses.replace(row.reply, next_message_id=self._next_to_answer(row.conversation_id))
 
-    def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
+    async def fail_message(self, claim: ClaimedMessage, error: str) -> FailedMessage:
         self._enter("fail_message")
         with self.db.lock:
             row = self.db.messages.get(claim.message_id)
@@ -190,11 +218,56 @@ class InMemoryMessageStore(Faults):
                 row.status, row.error, row.lease_expires_at, row.claim_token = "failed", error, None, None
             return FailedMessage(failed, self._next_to_answer(row.conversation_id))
 
+    async def begin_reply(self, claim: ClaimedMessage, content: str) -> StreamingReply:
+        self._enter("begin_reply")
+        with self.db.lock:
+            row = self.db.messages.get(claim.message_id)
+            if row is None or not self._holds(row, claim):
+                raise ClaimSuperseded("the message is no longer under this claim")
+            reply_id = row.streaming.reply_id if row.streaming else str(uuid.uuid4())
+            row.streaming = StreamingRow(reply_id, content, row.attempts)
+            return StreamingReply(reply_id, row.attempts)
+
+    async def reply_tick(self, checkpoints: list[ReplyCheckpoint], streaming: list[str], lease_seconds: int) -> TickAnswer:
+        self._enter("reply_tick")
+        superseded = []
+        with self.db.lock:
+            for checkpoint in checkpoints:
+                row = self.db.messages.get(checkpoint.message_id)
+                if (row is None or row.status != "processing" or row.claim_token != checkpoint.claim_token
+                        or row.streaming is None or row.streaming.status != "streaming"):
+                    superseded.append(checkpoint.message_id)
+                    continue
+                row.streaming.content = checkpoint.content
+                row.lease_expires_at = self.db.clock() + lease_seconds
+            stops = [m for m in streaming if m in self.db.messages and self.db.messages[m].stop_requested]
+        return TickAnswer(superseded=superseded, stop_requested=stops)
+
+    async def finish_reply(
+        self, claim: ClaimedMessage, content: str, status: str, error: str | None, reply: ModelReply | None
+    ) -> MessageOutcome | None:
+        self._enter("finish_reply")
+        with self.db.lock:
+            row = self.db.messages.get(claim.message_id)
+            if row is None:
+                return None
+            if not self._holds(row, claim):
+                if status == "done" and row.status == "done" and row.reply is not None:
+                    return dataclasses.replace(self.db.outcome(row.id), next_message_id=self._next_to_answer(row.conversation_id))  # type: ignore[type-var]
+                raise ClaimSuperseded(f"message is {row.status} under another claim")
+            reply_id = row.streaming.reply_id if row.streaming else str(uuid.uuid4())
+            row.streaming = StreamingRow(reply_id, content, row.attempts, status, error)
+            row.reply = StoredReply(reply_id, content, row.conversation_id) if content or status == "done" else None
+            row.status, row.error, row.lease_expires_at, row.claim_token = status, error, None, None
+            outcome = self.db.outcome(row.id)
+            assert outcome is not None
+            return dataclasses.replace(outcome, next_message_id=self._next_to_answer(row.conversation_id))
+
     def configure_chat_models(self, models: list[str]) -> None:
         self._enter("configure_chat_models")
         self.chat_models = list(models)
 
-    def release_message(self, message_id: str, claim_token: str) -> bool:
+    async def release_message(self, message_id: str, claim_token: str) -> bool:
         self._enter("release_message")
         with self.db.lock:
             row = self.db.messages.get(message_id)
@@ -311,10 +384,14 @@ class InMemoryCallerStore(Faults):
             return self.db.outcome(message_id) if row and row.user_id == self.caller.user_id else None
 
     def reply_progress(self, message_id: str) -> ReplyProgress | None:
-        """Whole replies only: the in-memory pipeline does not stream."""
+        """The message's status and its reply row as last written (begun, checkpointed or ended)."""
         outcome = self.message_outcome(message_id)
         if outcome is None:
             return None
+        with self.db.lock:
+            streamed = self.db.messages[message_id].streaming
+        if streamed is not None:
+            return ReplyProgress(outcome.status, streamed.reply_id, streamed.content, streamed.attempt, outcome.error)
         return ReplyProgress(outcome.status, outcome.reply_id, outcome.reply, 1 if outcome.reply_id else None, outcome.error)
 
     def stop_reply(self, message_id: str) -> str:
@@ -326,6 +403,8 @@ class InMemoryCallerStore(Faults):
                 raise MessageNotFound(message_id)
             if row.status == "pending":
                 row.status = "stopped"
+            elif row.status == "processing":
+                row.stop_requested = True  # the generating worker learns it from its next reply tick
             return row.status
 
     def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]:
@@ -382,20 +461,110 @@ def caller_stores(database: InMemoryDatabase) -> tuple[CallerStoreFactory, dict[
     return open_for, opened
 
 
+@dataclass(frozen=True)
+class BrokeOff:
+    """A scripted step: the provider breaks off with `error` after the reply's first piece
+    (streamed); a whole answer raises it at once."""
+
+    error: ModelError
+    text: str = "Partial answer"
+
+
 class ScriptedModel:
-    """chat.ports.ChatModel answering "Echo: <last message>", or raising what the test queued.
-    `gate`, when set, holds every call until the test releases it (a generation in progress)."""
+    """chat.ports.StreamingChatModel answering "Echo: <last message>", or raising what the test
+    queued. Streamed, the reply comes word by word (each word with the space before it).
+    `gate`, when set, holds every call until the test releases it (a generation in progress);
+    `gate_between_pieces` holds each piece after the first (a reply mid-stream)."""
 
     def __init__(self) -> None:
-        self.script: deque[ModelReply | ModelError | BaseException] = deque()
+        self.script: deque[ModelReply | BrokeOff | BaseException] = deque()
         self.prompts: list[list[dict[str, str]]] = []
         self.gate: threading.Event | None = None
+        self.gate_between_pieces: threading.Event | None = None
+        self.streams: list[ScriptedStream] = []
 
-    def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+        step = await self._next(messages, model)
+        if isinstance(step, BrokeOff):
+            raise step.error
+        return step
+
+    async def stream(self, messages: list[dict[str, str]], model: str) -> ScriptedStream:
+        step = await self._next(messages, model)
+        if isinstance(step, BrokeOff):
+            stream = ScriptedStream(ModelReply(step.text, model, 3, 2), step.error, self.gate_between_pieces)
+        else:
+            stream = ScriptedStream(step, None, self.gate_between_pieces)
+        self.streams.append(stream)
+        return stream
+
+    async def _next(self, messages: list[dict[str, str]], model: str) -> ModelReply | BrokeOff:
         self.prompts.append(messages)
         if self.gate is not None:
-            self.gate.wait(10)
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
         step = self.script.popleft() if self.script else None
         if isinstance(step, BaseException):
             raise step
         return step or ModelReply(f"Echo: {messages[-1]['content']}", model, 3, 2)
+
+
+class ScriptedStream:
+    """chat.ports.ModelStream of a scripted reply: its words, then the scripted error if any."""
+
+    def __init__(self, reply: ModelReply, error: BaseException | None, gate: threading.Event | None) -> None:
+        words = reply.content.split(" ")
+        self.pieces = [words[0]] + [f" {word}" for word in words[1:]]
+        self._reply = reply
+        self._error = error
+        self._gate = gate
+        self.closed = False
+        self.sent: list[str] = []
+
+    async def _pieces(self) -> AsyncIterator[str]:
+        for index, piece in enumerate(self.pieces):
+            if index and self._gate is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self._gate.wait, 10)
+            if self.closed:
+                return
+            self.sent.append(piece)
+            yield piece
+            if self._error is not None:
+                raise self._error
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._pieces()
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def reply(self) -> ModelReply:
+        return dataclasses.replace(self._reply, content="".join(self.sent))
+
+
+class RecordingBroadcaster:
+    """chat.ports.ReplyBroadcaster that keeps every request; `fail_next` loses the next one."""
+
+    def __init__(self) -> None:
+        self.requests: list[list[Broadcast]] = []
+        self.fail_next = False
+
+    async def send(self, messages: list[Broadcast]) -> None:
+        if self.fail_next:
+            self.fail_next = False
+            raise BroadcastFailed("down")
+        self.requests.append(messages)
+
+    def events(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(m.event, m.payload) for request in self.requests for m in request]
+
+
+def reply_streaming(store: InMemoryMessageStore, model: ScriptedModel, broadcaster: RecordingBroadcaster) -> ReplyStreaming:
+    """Streaming on fakes with fast ticks, as server/wiring.py assembles it."""
+    return ReplyStreaming(
+        store=store,
+        model=model,
+        broadcasts=ReplyBroadcasts(broadcaster, interval_seconds=0.01),
+        live=LiveReplies(store, tick_seconds=0.01, checkpoint_seconds=0.02, lease_seconds=30),
+        feed=ReplyFeed(),
+    )

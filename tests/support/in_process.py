@@ -12,7 +12,14 @@ from chat.service import ChatService
 from chat.settings import Settings, load_settings
 from server import create_app
 from server.wiring import assemble_chat_service
-from tests.support.fakes import InMemoryCallerStore, InMemoryDatabase, InMemoryMessageStore, ScriptedModel, caller_stores
+from tests.support.fakes import (
+    InMemoryCallerStore,
+    InMemoryDatabase,
+    InMemoryMessageStore,
+    RecordingBroadcaster,
+    ScriptedModel,
+    caller_stores,
+)
 
 LEGACY_JWT_SECRET = "unit-test-legacy-jwt-secret-of-32-bytes!"
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -50,6 +57,7 @@ class FakeChat:
     model: ScriptedModel
     callers: dict[str, InMemoryCallerStore]
     service: ChatService
+    broadcaster: RecordingBroadcaster
 
     def app(self, settings: Settings) -> Flask:
         return create_app(settings, start_background=False, service=self.service)
@@ -62,7 +70,8 @@ def fake_chat(settings: Settings | None = None, *, deliver_on_insert: bool = Tru
     store = InMemoryMessageStore(database)
     model = ScriptedModel()
     open_caller_store, opened = caller_stores(database)
-    service = assemble_chat_service(settings or unit_settings(), store, open_caller_store, model)
+    broadcaster = RecordingBroadcaster()
+    service = assemble_chat_service(settings or unit_settings(), store, store, open_caller_store, model, broadcaster)
     if deliver_on_insert:
         database.on_user_message = service.accept_delivery
-    return FakeChat(database, store, model, opened, service)
+    return FakeChat(database, store, model, opened, service, broadcaster)

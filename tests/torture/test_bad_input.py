@@ -68,7 +68,7 @@ def webhook_app(torture_stack: LocalStack) -> Iterator[Flask]:
     overrides = {name.lower(): value for name, value in service_env(torture_stack).items()}
     app = create_app(load_settings({**overrides, "log_level": "ERROR"}), start_background=False)
     yield app
-    chat_service(app).workers.drain(5)
+    chat_service(app).engine.drain(5)
 
 
 @pytest.fixture(scope="module")

@@ -54,7 +54,7 @@ class Doors:
 def doors() -> Iterator[Doors]:
     running = Doors()
     yield running
-    running.chat.service.workers.drain(5)
+    running.chat.service.close()
 
 
 def error(response: Any) -> tuple[int, str]:
@@ -158,7 +158,7 @@ def test_the_domain_failures_a_caller_sees(
     finally:
         if doors.chat.model.gate is not None:
             doors.chat.model.gate.set()
-        doors.chat.service.workers.drain(5)
+        doors.chat.service.close()
 
 
 @pytest.mark.parametrize(
@@ -262,7 +262,7 @@ def occupy_the_only_worker(chat: FakeChat) -> None:
 def test_a_delivery_the_instance_cannot_take_is_503_and_stays_pending(
     arrange: Callable[[FakeChat], None], code: str
 ) -> None:
-    doors = Doors(worker_threads=1, worker_queue_size=0)
+    doors = Doors(reply_concurrency=1, reply_queue_size=0)
     try:
         arrange(doors.chat)
         response = delivery(doors)
@@ -272,7 +272,7 @@ def test_a_delivery_the_instance_cannot_take_is_503_and_stays_pending(
     finally:
         if doors.chat.model.gate is not None:
             doors.chat.model.gate.set()
-        doors.chat.service.workers.drain(5)
+        doors.chat.service.close()
 
 
 def _last(doors: Doors) -> str:

@@ -1,9 +1,12 @@
 """The reply pipeline against each store and model fault, in process: what `answer` reports, how
-the message ends, and what a waiting request is told."""
+the message ends, and what a waiting request is told. Every test runs twice: the reply asked
+whole, and streamed (the default), through the same fakes."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,19 +14,29 @@ import pytest
 from chat.errors import ModelRejected, ModelUnavailable, StoreRejected, StoreUnavailable
 from chat.outcome import MessageOutcome
 from chat.pipeline import INTERNAL_ERROR_MESSAGE, AnswerResult, ReplyPipeline
-from tests.support.fakes import InMemoryDatabase, InMemoryMessageStore, ScriptedModel
+from tests.support.fakes import InMemoryDatabase, InMemoryMessageStore, RecordingBroadcaster, ScriptedModel, reply_streaming
 from tests.support.polling import wait_until
 
 LEASE_SECONDS = 30
+STREAMED = {"whole": False, "streamed": True}
+
+
+@pytest.fixture(autouse=True, params=list(STREAMED))
+def mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    Pipeline.streamed = STREAMED[request.param]
+    yield request.param
 
 
 class Pipeline:
     """A pipeline on fakes with one pending message, recording what it settles."""
 
+    streamed = True
+
     def __init__(self, max_attempts: int = 5) -> None:
         self.db = InMemoryDatabase()
         self.store = InMemoryMessageStore(self.db)
         self.model = ScriptedModel()
+        self.broadcaster = RecordingBroadcaster()
         self.settled: list[tuple[str, MessageOutcome | None]] = []
         self.results: list[AnswerResult] = []
         self.handed_on: list[str] = []
@@ -33,9 +46,17 @@ class Pipeline:
             offered_models=["default-model", "conversation-model"],
             on_settled=lambda message_id, outcome: self.settled.append((message_id, outcome)),
             hand_on=lambda message_id: self.handed_on.append(message_id) is None,
+            streaming=reply_streaming(self.store, self.model, self.broadcaster) if self.streamed else None,
         )
         self.conversation_id = self.db.add_conversation("user-1", system_prompt="Be brief.")
         self.message_id = self.db.add_message(self.conversation_id, "hello")
+
+    def answer(self, message_id: str) -> AnswerResult:
+        return asyncio.run(self.pipeline.answer(message_id))
+
+    def completion(self) -> str:
+        """The store call that writes the finished reply, in this mode."""
+        return "finish_reply" if self.streamed else "complete_message_for_reply"
 
     def row(self) -> tuple[str, str | None, int]:
         row = self.db.messages[self.message_id]
@@ -44,7 +65,7 @@ class Pipeline:
 
 def test_a_message_is_answered_once_and_its_waiter_gets_the_reply() -> None:
     p = Pipeline()
-    assert p.pipeline.answer(p.message_id) is AnswerResult.ANSWERED
+    assert p.answer(p.message_id) is AnswerResult.ANSWERED
     reply = p.db.messages[p.message_id].reply
     assert reply is not None and reply.content == "Echo: hello"
     assert p.row() == ("done", None, 1)
@@ -55,18 +76,18 @@ def test_a_message_is_answered_once_and_its_waiter_gets_the_reply() -> None:
 
 def test_a_second_answer_of_a_settled_message_claims_nothing() -> None:
     p = Pipeline()
-    p.pipeline.answer(p.message_id)
-    assert p.pipeline.answer(p.message_id) is AnswerResult.NOT_CLAIMED
+    p.answer(p.message_id)
+    assert p.answer(p.message_id) is AnswerResult.NOT_CLAIMED
     assert len(p.model.prompts) == 1
     assert len(p.settled) == 1  # not ours to announce: whoever settled it told the waiters
 
 
 def test_the_conversation_history_is_in_the_prompt_and_its_model_is_used() -> None:
     p = Pipeline()
-    p.pipeline.answer(p.message_id)
+    p.answer(p.message_id)
     p.db.conversations[p.conversation_id].fields["model"] = "conversation-model"
     second = p.db.add_message(p.conversation_id, "again")
-    p.pipeline.answer(second)
+    p.answer(second)
     assert p.model.prompts[-1] == [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "hello"},
@@ -90,8 +111,8 @@ def test_the_conversation_history_is_in_the_prompt_and_its_model_is_used() -> No
 )
 def test_store_faults(method: str, fault: Exception, result: AnswerResult, status: str, error: str | None) -> None:
     p = Pipeline()
-    p.store.fail_next(method, fault)
-    assert p.pipeline.answer(p.message_id) is result
+    p.store.fail_next(p.completion() if method == "complete_message_for_reply" else method, fault)
+    assert p.answer(p.message_id) is result
     assert p.row()[:2] == (status, error)
     assert p.pipeline.active_claims() == {}
 
@@ -108,7 +129,7 @@ def test_store_faults(method: str, fault: Exception, result: AnswerResult, statu
 def test_model_faults_fail_the_message_with_a_readable_error(fault: Exception, error: str) -> None:
     p = Pipeline()
     p.model.script.append(fault)
-    assert p.pipeline.answer(p.message_id) is AnswerResult.FAILED
+    assert p.answer(p.message_id) is AnswerResult.FAILED
     assert p.row() == ("failed", error, 1)
     assert p.settled == [(p.message_id, MessageOutcome(p.message_id, p.conversation_id, "failed", error, None, None))]
 
@@ -117,7 +138,7 @@ def test_a_model_fault_with_the_store_down_is_left_for_the_sweep() -> None:
     p = Pipeline()
     p.model.script.append(ModelUnavailable("busy"))
     p.store.fail_next("fail_message", StoreUnavailable("down"))
-    assert p.pipeline.answer(p.message_id) is AnswerResult.DEFERRED
+    assert p.answer(p.message_id) is AnswerResult.DEFERRED
     assert p.row() == ("processing", None, 1)
     assert p.settled == []
 
@@ -125,23 +146,25 @@ def test_a_model_fault_with_the_store_down_is_left_for_the_sweep() -> None:
 def test_a_message_deleted_during_generation_is_not_answered_and_its_waiter_is_woken() -> None:
     p = Pipeline()
     p.model.gate = threading.Event()
-    worker = threading.Thread(target=p.pipeline.answer, args=(p.message_id,))
+    worker = threading.Thread(target=p.answer, args=(p.message_id,))
     worker.start()
     wait_until(lambda: p.model.prompts)
     del p.db.messages[p.message_id]  # the conversation was deleted meanwhile
     p.model.gate.set()
     worker.join(5)
-    assert p.settled == [(p.message_id, None)]
+    # Whole, the completion finds no message and wakes the waiter; streamed, the reply row cannot
+    # be begun, so nothing is settled here (the waiter finds the message gone on its next read).
+    assert p.settled == ([] if p.streamed else [(p.message_id, None)])
 
 
 def stale_worker(p: Pipeline) -> threading.Thread:
     """A worker generating while its lease runs out and another attempt claims the message."""
     p.model.gate = threading.Event()
-    worker = threading.Thread(target=lambda: p.results.append(p.pipeline.answer(p.message_id)))
+    worker = threading.Thread(target=lambda: p.results.append(p.answer(p.message_id)))
     worker.start()
     wait_until(lambda: p.model.prompts)
     p.db.messages[p.message_id].lease_expires_at = p.db.clock() - 1
-    assert p.store.claim_message_for_reply(p.message_id, LEASE_SECONDS, 5, 6000, 200) is not None
+    assert asyncio.run(p.store.claim_message_for_reply(p.message_id, LEASE_SECONDS, 5, 6000, 200)) is not None
     return worker
 
 
@@ -169,7 +192,7 @@ def test_a_stale_worker_settles_nothing_and_tells_nobody(model_says: Exception |
 def test_a_message_out_of_attempts_is_failed_not_claimed() -> None:
     p = Pipeline(max_attempts=2)
     p.db.messages[p.message_id].attempts = 2
-    assert p.pipeline.answer(p.message_id) is AnswerResult.NOT_CLAIMED
+    assert p.answer(p.message_id) is AnswerResult.NOT_CLAIMED
     assert p.row() == ("failed", "No reply could be generated after 2 attempts. Please send the message again.", 2)
     assert p.model.prompts == []
 
@@ -177,7 +200,7 @@ def test_a_message_out_of_attempts_is_failed_not_claimed() -> None:
 def test_the_claim_is_held_while_generating_and_dropped_after() -> None:
     p = Pipeline()
     p.model.gate = threading.Event()
-    worker = threading.Thread(target=p.pipeline.answer, args=(p.message_id,))
+    worker = threading.Thread(target=p.answer, args=(p.message_id,))
     worker.start()
     wait_until(lambda: p.model.prompts)
     assert list(p.pipeline.active_claims()) == [p.message_id]
@@ -189,11 +212,11 @@ def test_the_claim_is_held_while_generating_and_dropped_after() -> None:
 def test_a_later_message_waits_tells_nobody_and_is_handed_on_when_the_earlier_is_answered() -> None:
     p = Pipeline()
     second = p.db.add_message(p.conversation_id, "again")
-    assert p.pipeline.answer(second) is AnswerResult.WAITING
+    assert p.answer(second) is AnswerResult.WAITING
     assert (p.db.messages[second].status, p.settled, p.model.prompts) == ("pending", [], [])
-    assert p.pipeline.answer(p.message_id) is AnswerResult.ANSWERED
+    assert p.answer(p.message_id) is AnswerResult.ANSWERED
     assert p.handed_on == [second]
-    assert p.pipeline.answer(second) is AnswerResult.ANSWERED
+    assert p.answer(second) is AnswerResult.ANSWERED
     assert [m["content"] for m in p.model.prompts[-1]] == ["Be brief.", "hello", "Echo: hello", "again"]
 
 
@@ -201,22 +224,22 @@ def test_a_failed_message_hands_on_the_next_one_too() -> None:
     p = Pipeline()
     second = p.db.add_message(p.conversation_id, "again")
     p.model.script.append(ModelRejected("The AI model rejected this conversation (400): no."))
-    assert p.pipeline.answer(p.message_id) is AnswerResult.FAILED
+    assert p.answer(p.message_id) is AnswerResult.FAILED
     assert p.handed_on == [second]
 
 
 class ClaimAnswerLost(InMemoryMessageStore):
     """The claim commits, then its answer is lost on the way back (a client-side timeout)."""
 
-    def claim_message_for_reply(self, *args: Any, **kwargs: Any) -> Any:
-        super().claim_message_for_reply(*args, **kwargs)
+    async def claim_message_for_reply(self, *args: Any, **kwargs: Any) -> Any:
+        await super().claim_message_for_reply(*args, **kwargs)
         raise StoreUnavailable("Supabase unreachable during claim_message_for_reply: ReadTimeout")
 
 
 def test_a_claim_whose_answer_was_lost_is_released_by_its_token_at_once() -> None:
     p = Pipeline()
     p.pipeline.store = p.store = ClaimAnswerLost(p.db)
-    assert p.pipeline.answer(p.message_id) is AnswerResult.DEFERRED
+    assert p.answer(p.message_id) is AnswerResult.DEFERRED
     row = p.db.messages[p.message_id]
     assert (row.status, row.attempts, row.claim_token) == ("processing", 0, None)
     assert p.store.list_stalled_messages(3600, 10) == [p.message_id]  # the next sweep, not the lease
@@ -227,7 +250,7 @@ def test_a_claim_whose_answer_was_lost_is_released_by_its_token_at_once() -> Non
 def test_a_conversation_whose_model_was_retired_fails_without_calling_it() -> None:
     p = Pipeline()
     p.db.conversations[p.conversation_id].fields["model"] = "retired-model"
-    assert p.pipeline.answer(p.message_id) is AnswerResult.FAILED
+    assert p.answer(p.message_id) is AnswerResult.FAILED
     status, error, _ = p.row()
     assert status == "failed" and error is not None and "'retired-model' is no longer offered" in error
     assert p.model.prompts == []

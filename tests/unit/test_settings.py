@@ -49,7 +49,7 @@ def test_every_missing_variable_is_named() -> None:
     [
         ("supabase_url", "localhost:54321", "SUPABASE_URL is invalid"),
         ("webhook_secret", "plain-secret", "WEBHOOK_SECRET is invalid"),
-        ("worker_threads", "many", "WORKER_THREADS is invalid"),
+        ("reply_concurrency", "many", "REPLY_CONCURRENCY is invalid"),
         ("openai_timeout_seconds", "-1", "OPENAI_TIMEOUT_SECONDS is invalid"),
     ],
 )
