@@ -13,6 +13,7 @@ import asyncio
 import aiohttp
 
 STORE_TIMEOUT_SECONDS = 10.0
+KEEPALIVE_SECONDS = 4.0
 
 
 class LoopSession:
@@ -30,7 +31,11 @@ class LoopSession:
             self._loop = loop
             # No total timeout on the session: a streamed reply runs for minutes. Each adapter
             # passes the timeouts its calls need.
-            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=self.max_connections)
+            # Idle connections are dropped before a server's own idle timeout (uvicorn's is 5 s) could
+            # close one just as a request goes out on it: aiohttp does not retry a POST.
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=self.max_connections, keepalive_timeout=KEEPALIVE_SECONDS
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=aiohttp.ClientTimeout(total=None), raise_for_status=False
             )

@@ -37,7 +37,6 @@ class PostgrestReplyStore:
         self.headers = {
             "apikey": service_role_key,
             "Authorization": f"Bearer {service_role_key}",
-            "Accept": "application/json",
             "Accept-Profile": "public",
             "Content-Profile": "public",
         }

@@ -7,10 +7,12 @@
 2. Broadcasts per reply at the default STREAM_BROADCAST_INTERVAL_MS: a 500-token reply at 50
    tokens/s, 16 at once.
 3. Service CPU (gunicorn master + workers) per reply of 500 tokens, streamed against whole, and
-   the client-side cost of parsing a 500-chunk stream into the SDK's typed chunks against plain
-   dicts (what the adapter does).
+   the client-side cost of reading a 500-chunk stream through the SDK (typed chunks, and plain
+   dicts) against the adapter (aiohttp on an event loop, plain dicts).
 4. Capacity: the most concurrent streams one instance holds with a model of 1 s to first token
-   and 50 tokens/s before the subscriber-side p99 overhead passes 100 ms or anything fails.
+   and 50 tokens/s before the subscriber-side p99 overhead passes 100 ms or anything fails; then
+   the same with the service pinned to one core and everything else on the other, which also
+   gives the service's CPU per streamed token at each step.
 
 The machine may be shared: the figures are compared within this run, and the load average at
 the start is recorded next to them. Writes bench/results/streaming.json and prints a table.
@@ -19,22 +21,27 @@ the start is recorded next to them. Writes bench/results/streaming.json and prin
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+import psutil
 import psycopg
 from openai import Stream
 from openai.types.chat import ChatCompletionChunk
 
+from adapters.http_session import LoopSession
 from adapters.model import OpenAIChatModel
 from bench import machine
 from bench.cpu import tree_seconds
@@ -42,6 +49,7 @@ from bench.harness import BenchEnvironment, bench_environment
 from bench.realtime import make_users
 from bench.stats import ratio, summarize
 from devstack.service_process import REPO_ROOT
+from devstack.serving import free_port
 
 MODEL_TTFT_MS = 300.0
 
@@ -172,10 +180,12 @@ def commit_and_wait(env: BenchEnvironment, users: list[dict[str, str]], content:
 
 
 def chunk_parsing(env: BenchEnvironment, streams: int) -> dict[str, Any]:
-    """Client CPU to read a 500-chunk stream: the SDK's typed chunks against plain dicts."""
+    """Client CPU to read a 500-chunk stream: the SDK's typed chunks and its plain dicts against
+    the adapter (aiohttp, lean parsing) on an event loop."""
     assert env.stack.fake_model is not None
     set_pace(env, 0, 0)
-    client = openai.OpenAI(api_key="bench", base_url=f"{env.stack.fake_model.url}/v1", max_retries=0)
+    base_url = f"{env.stack.fake_model.url}/v1"
+    client = openai.OpenAI(api_key="bench", base_url=base_url, max_retries=0)
     body = {"model": "fake-model", "messages": [{"role": "user", "content": words(499)}], "stream": True,
             "stream_options": {"include_usage": True}}
     figures = {}
@@ -186,16 +196,24 @@ def chunk_parsing(env: BenchEnvironment, streams: int) -> dict[str, Any]:
                                       stream_cls=Stream[cast_to]):  # type: ignore[valid-type]
                 pass
         figures[name] = round((time.process_time() - started) * 1000 / streams, 2)
-    model = OpenAIChatModel(client, max_attempts=1, retry_initial_seconds=0, retry_max_seconds=0)
-    started = time.process_time()
-    for _ in range(streams):
-        for _piece in model.stream(body["messages"], "fake-model"):  # type: ignore[arg-type]
-            pass
-    figures["adapter_lean"] = round((time.process_time() - started) * 1000 / streams, 2)
     client.close()
+    figures["adapter_lean"] = asyncio.run(adapter_cpu_ms_per_stream(base_url, body["messages"], streams))  # type: ignore[arg-type]
     return {"streams": streams, "chunks": 503, "client_cpu_ms_per_stream": figures,
             "typed_over_lean": ratio(figures["typed"], figures["adapter_lean"]),
             "sdk_plain_over_lean": ratio(figures["plain_dict"], figures["adapter_lean"])}
+
+
+async def adapter_cpu_ms_per_stream(base_url: str, messages: list[dict[str, str]], streams: int) -> float:
+    session = LoopSession()
+    model = OpenAIChatModel("bench", base_url, 60, session, max_attempts=1, retry_initial_seconds=0, retry_max_seconds=0)
+    try:
+        started = time.process_time()
+        for _ in range(streams):
+            async for _piece in await model.stream(messages, "fake-model"):
+                pass
+        return round((time.process_time() - started) * 1000 / streams, 2)
+    finally:
+        await session.close()
 
 
 def capacity(env: BenchEnvironment, users: list[dict[str, str]], quick: bool) -> dict[str, Any]:
@@ -218,6 +236,78 @@ def capacity(env: BenchEnvironment, users: list[dict[str, str]], quick: bool) ->
             "held_streams": held}
 
 
+@contextlib.contextmanager
+def own_process_fake_model() -> Iterator[str]:
+    """The fake model in a process of its own (the stack's runs in this process's threads, where it
+    would share one interpreter lock with the gateway and Realtime at hundreds of streams)."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "devstack.fake_openai", "--port", str(port)], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"{url}/_fake/requests", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def pin_tree(pid: int, cores: set[int]) -> None:
+    root = psutil.Process(pid)
+    for process in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.cpu_affinity(sorted(cores))
+
+
+def pinned_capacity(quick: bool) -> dict[str, Any]:
+    """Capacity with the service alone on core 0 (one gunicorn worker, as on a one-CPU machine)
+    and everything else (Postgres, stand-ins, fake model, subscribers, this process) on core 1:
+    the streams one service core holds, and its CPU per streamed token, free of the rig's share."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        return {"skipped": "needs two cores"}
+    service_core, rig_core = {cores[0]}, {cores[1]}
+    own = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, rig_core)  # the stack, Postgres and the subscribers inherit it
+    try:
+        with own_process_fake_model() as model_url, bench_environment(
+            WEB_CONCURRENCY="1", OPENAI_BASE_URL=f"{model_url}/v1"
+        ) as env:
+            assert env.service.process is not None and env.stack.keys is not None
+            pin_tree(env.service.process.pid, service_core)
+            httpx.post(f"{model_url}/_fake/config", json={"latency_ms": 1000, "tokens_per_second": 50}).raise_for_status()
+            with psycopg.connect(env.database_url, autocommit=True) as conn:
+                users = make_users(conn, env.stack.keys, 32 if quick else 320)
+            steps = []
+            held = 0
+            for streams in ((8, 32) if quick else (16, 64, 128, 192, 256, 320)):
+                before, _ = tree_seconds(env.service.process.pid)
+                results = subscribers(env, users[:streams], 1, words(49))
+                after, _ = tree_seconds(env.service.process.pid)
+                latencies = [r["first_ms"] for r in results if "first_ms" in r]
+                failed = sum("failed" in r for r in results)
+                figure = summarize(latencies, 1000.0)
+                tokens = sum(r.get("tokens", 50) for r in results if "first_ms" in r)
+                steps.append({"streams": streams, "overhead": figure, "failed": failed,
+                              "service_cpu_seconds": round(after - before, 3),
+                              "service_cpu_us_per_token": round((after - before) * 1e6 / max(tokens, 1), 1)})
+                print(f"pinned capacity, {streams} streams: p99 {figure['p99']} ms, {failed} failed, "
+                      f"{steps[-1]['service_cpu_us_per_token']} us/token", flush=True)
+                if failed or figure["p99"] > 100:
+                    break
+                held = streams
+    finally:
+        os.sched_setaffinity(0, own)
+    return {"model_first_token_ms": 1000, "tokens_per_second": 50, "reply_tokens": 50, "service_core": cores[0],
+            "steps": steps, "held_streams": held}
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     started = time.time()
@@ -232,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
         results["cpu_streamed"] = service_cpu_per_reply(env, users, 16 if args.quick else 48)
         results["chunk_parsing"] = chunk_parsing(env, 5 if args.quick else 40)
         results["interval_ms"] = int(env.env.get("STREAM_BROADCAST_INTERVAL_MS", "150"))
+    results["pinned_capacity"] = pinned_capacity(args.quick)
     with bench_environment(STREAM_REPLIES="false") as env:
         assert env.stack.keys is not None
         with psycopg.connect(env.database_url, autocommit=True) as conn:
@@ -239,6 +330,9 @@ def main(argv: list[str] | None = None) -> None:
         results["cpu_whole"] = service_cpu_per_reply(env, users, 16 if args.quick else 48)
     results["cpu_streamed_over_whole"] = ratio(results["cpu_streamed"]["cpu_ms_per_reply"],
                                                results["cpu_whole"]["cpu_ms_per_reply"])
+    results["cpu_us_per_streamed_token"] = round(results["cpu_streamed"]["cpu_ms_per_reply"] * 1000 / 500, 1)
+    results["extra_cpu_us_per_streamed_token"] = round(
+        (results["cpu_streamed"]["cpu_ms_per_reply"] - results["cpu_whole"]["cpu_ms_per_reply"]) * 1000 / 500, 1)
     results["seconds"] = round(time.time() - started, 1)
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "streaming.json").write_text(json.dumps(results, indent=2))

@@ -12,6 +12,7 @@ reply's pending text."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -112,10 +113,8 @@ class ReplyBroadcasts:
             if not self._running or not self._pending:
                 return  # started again by the next delta
             self._wake.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._seconds_to_next_due())
-            except asyncio.TimeoutError:
-                pass
 
     def _due_at(self, pending: _Pending) -> float:
         """A reply's first text goes at once; after that it is due on the first tick of a grid

@@ -149,7 +149,8 @@ class ReplyEngine:
         # Each task runs in a copy of the submitter's log context (request id and the like).
         task_context = contextvars.copy_context()
         task_context.run(structlog.contextvars.bind_contextvars, **context)
-        task = asyncio.get_running_loop().create_task(self._answer_one(message_id), context=task_context)
+        # (Created inside the copied context, the task keeps it: `create_task(context=)` is 3.11+.)
+        task = task_context.run(asyncio.get_running_loop().create_task, self._answer_one(message_id))
         with self._lock:
             if message_id in self._in_flight:
                 self._in_flight[message_id] = task
@@ -169,7 +170,9 @@ class ReplyEngine:
     async def _cancel_queued(self) -> None:
         """Cancel the tasks still waiting for a running slot: none of them has claimed anything."""
         with self._lock:
-            queued = [task for message_id, task in self._in_flight.items() if task is not None and message_id not in self._started]
+            queued = [
+                task for message_id, task in self._in_flight.items() if task is not None and message_id not in self._started
+            ]
         for task in queued:
             task.cancel()
 

@@ -136,15 +136,15 @@ class LiveReplies:
         checkpoints = [ReplyCheckpoint(r.claim.message_id, r.claim.claim_token, r.text) for r in due]
         self.ticks += 1
         answer = await self.store.reply_tick(checkpoints, [r.claim.message_id for r in replies], self.lease_seconds)
-        for reply, checkpoint in zip(due, checkpoints):
+        for reply, checkpoint in zip(due, checkpoints, strict=False):
             reply.checkpointed_length = len(checkpoint.content)
             reply.checkpointed_at = now
         for message_id in answer.superseded:
-            if (reply := self._replies.get(message_id)) is not None:
-                reply.supersede()
+            if (refused := self._replies.get(message_id)) is not None:
+                refused.supersede()
         for message_id in answer.stop_requested:
-            if (reply := self._replies.get(message_id)) is not None:
-                reply.stop()
+            if (stopped := self._replies.get(message_id)) is not None:
+                stopped.stop()
 
     async def _tick_while_streaming(self) -> None:
         """Every interval while anything streams; started again by the next `register`."""

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import threading
 
+from chat.engine import ReplyEngine
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.ports import MessageStore
-from chat.engine import ReplyEngine
 
 logger = get_logger(__name__)
 SWEEP_BATCH = 100

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
-from adapters.message_store import SupabaseMessageStore, service_client, shared_http_client
+from adapters.reply_store import PostgrestReplyStore
 from chat.errors import StoreUnavailable
 from chat.pipeline import AnswerResult, ReplyPipeline
 from chat.ports import ModelReply
 from tests.support.database import Role, separate_migrated_database
 from tests.support.deliveries import pending_message
+from tests.support.engine_loop import EngineLoop, engine_loop
 from tests.support.stack import scratch_dir, start_test_stack
 
 if TYPE_CHECKING:
@@ -39,17 +40,23 @@ def stack(database_url: str) -> Iterator[LocalStack]:
         running.stop()
 
 
-class AnswerLost(SupabaseMessageStore):
+@pytest.fixture(scope="module")
+def engine() -> Iterator[EngineLoop]:
+    with engine_loop() as running:
+        yield running
+
+
+class AnswerLost(PostgrestReplyStore):
     """The real store, with the network losing the claim's answer after the database did the work
     (what a client-side timeout looks like from the service)."""
 
-    def claim_message_for_reply(self, *args: Any, **kwargs: Any) -> Any:
-        super().claim_message_for_reply(*args, **kwargs)
-        raise StoreUnavailable("Supabase unreachable during claim_message_for_reply: ReadTimeout")
+    async def claim_message_for_reply(self, *args: Any, **kwargs: Any) -> Any:
+        await super().claim_message_for_reply(*args, **kwargs)
+        raise StoreUnavailable("Supabase unreachable during claim_message_for_reply: TimeoutError")
 
 
 class NeverCalled:
-    def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
         raise AssertionError("the model must not be called for a claim the service does not hold")
 
 
@@ -62,22 +69,20 @@ def released_state(db: psycopg.Connection, message_id: str) -> tuple[Any, ...]:
 
 
 def test_a_claim_whose_answer_was_lost_is_released_without_burning_an_attempt(
-    stack: LocalStack, db: psycopg.Connection
+    stack: LocalStack, db: psycopg.Connection, engine: EngineLoop
 ) -> None:
     assert stack.keys is not None
-    http = shared_http_client(4)
-    store = AnswerLost(service_client(stack.api_url, stack.keys.api_key("service_role"), http))
+    store = AnswerLost(stack.api_url, stack.keys.api_key("service_role"), engine.session())
     pipeline = ReplyPipeline(
         store, NeverCalled(), default_model="fake-model", lease_seconds=180, max_attempts=5,
         context_token_budget=6000, context_max_messages=200,
     )
     message_id, _ = pending_message(db)
 
-    assert pipeline.answer(message_id) is AnswerResult.DEFERRED
+    assert engine.run(pipeline.answer(message_id)) is AnswerResult.DEFERRED
     assert released_state(db, message_id) == ("processing", 0, True, None)
     stalled = db.execute("select id::text from public.list_stalled_messages(3600, 10)").fetchall()
     assert stalled == [(message_id,)]  # the next sweep answers it now, not in 180 s
-    http.close()
 
 
 def test_only_the_token_the_caller_chose_releases_the_claim(

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from adapters.http_session import LoopSession
 from adapters.model import OpenAIChatModel
 from chat.errors import ModelError, ModelRejected, ModelUnavailable
 from chat.ports import ModelReply
 from devstack.serving import RunningServer
-from tests.support.event_loop import LoopRunner
+from tests.support.engine_loop import EngineLoop, engine_loop
 from tests.support.fake_model import fake_model_server, fast_retrying_model, queue, retrying_model_at
 
 PROMPT = [{"role": "user", "content": "ping"}]
@@ -31,15 +32,19 @@ def fake() -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[LoopRunner]:
-    runner = LoopRunner()
-    yield runner
-    runner.close()
+def loop() -> Iterator[EngineLoop]:
+    with engine_loop() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def session(loop: EngineLoop) -> LoopSession:
+    return loop.session()
 
 
 @pytest.fixture
-def model(fake: RunningServer, loop: LoopRunner) -> Iterator[OpenAIChatModel]:
-    with fast_retrying_model(fake, timeout_seconds=0.5, session=loop.session) as adapter:
+def model(fake: RunningServer, session: LoopSession) -> Iterator[OpenAIChatModel]:
+    with fast_retrying_model(fake, timeout_seconds=0.5, session=session) as adapter:
         yield adapter
 
 
@@ -51,7 +56,7 @@ def outcomes(fake: RunningServer) -> list[str]:
     return [item["outcome"] for item in requests_seen(fake)]
 
 
-def test_reply_and_usage(model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner) -> None:
+def test_reply_and_usage(model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop) -> None:
     reply = loop.run(model.complete(PROMPT, "fake-model"))
 
     assert reply == ModelReply(content="Echo: ping", model="fake-model", prompt_tokens=2, completion_tokens=3)
@@ -59,14 +64,14 @@ def test_reply_and_usage(model: OpenAIChatModel, fake: RunningServer, loop: Loop
     assert (request["outcome"], request["stream"], request["max_tokens"]) == ("ok", False, 1024)
 
 
-def test_rate_limit_then_server_error_are_retried(model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner) -> None:
+def test_rate_limit_then_server_error_are_retried(model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop) -> None:
     queue(fake, {"kind": "rate_limit", "retry_after": 0.05}, {"kind": "server_error"})
 
     assert loop.run(model.complete(PROMPT, "fake-model")).content == "Echo: ping"
     assert outcomes(fake) == ["rate_limit", "server_error", "ok"]
 
 
-def test_retry_after_is_honoured(model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner) -> None:
+def test_retry_after_is_honoured(model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop) -> None:
     queue(fake, {"kind": "rate_limit", "retry_after": 0.15})
     started = time.monotonic()
 
@@ -75,7 +80,7 @@ def test_retry_after_is_honoured(model: OpenAIChatModel, fake: RunningServer, lo
     assert time.monotonic() - started >= 0.15
 
 
-def test_retry_after_is_capped_at_the_longest_wait(model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner) -> None:
+def test_retry_after_is_capped_at_the_longest_wait(model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop) -> None:
     queue(fake, {"kind": "rate_limit", "retry_after": 30})  # retry_max_seconds is 0.2
     started = time.monotonic()
 
@@ -94,7 +99,7 @@ def test_retry_after_is_capped_at_the_longest_wait(model: OpenAIChatModel, fake:
     ],
 )
 def test_transient_failures_are_retried_until_attempts_run_out(
-    model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner, faults: list[dict], user_message: str
+    model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop, faults: list[dict], user_message: str
 ) -> None:
     queue(fake, *faults)
 
@@ -114,7 +119,7 @@ def test_transient_failures_are_retried_until_attempts_run_out(
     ],
 )
 def test_unretryable_errors_are_not_retried(
-    model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner, fault: str, user_message: str
+    model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop, fault: str, user_message: str
 ) -> None:
     queue(fake, {"kind": fault})
 
@@ -125,8 +130,8 @@ def test_unretryable_errors_are_not_retried(
     assert outcomes(fake) == [fault]
 
 
-def test_a_refused_connection_is_unavailable(loop: LoopRunner) -> None:
-    model = retrying_model_at("http://127.0.0.1:9/v1", 0.5, loop.session)
+def test_a_refused_connection_is_unavailable(loop: EngineLoop, session: LoopSession) -> None:
+    model = retrying_model_at("http://127.0.0.1:9/v1", 0.5, session)
 
     with pytest.raises(ModelError) as raised:
         loop.run(model.complete(PROMPT, "fake-model"))

@@ -12,11 +12,12 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from adapters.http_session import LoopSession
 from adapters.model import OpenAIChatModel
 from chat.errors import ModelRejected, ModelUnavailable
 from chat.ports import ModelReply
 from devstack.serving import RunningServer
-from tests.support.event_loop import LoopRunner
+from tests.support.engine_loop import EngineLoop, engine_loop
 from tests.support.fake_model import fake_model_server, fast_retrying_model, pace, queue
 from tests.support.polling import wait_until
 
@@ -31,15 +32,19 @@ def fake() -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="module")
-def loop() -> Iterator[LoopRunner]:
-    runner = LoopRunner()
-    yield runner
-    runner.close()
+def loop() -> Iterator[EngineLoop]:
+    with engine_loop() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def session(loop: EngineLoop) -> LoopSession:
+    return loop.session()
 
 
 @pytest.fixture
-def model(fake: RunningServer, loop: LoopRunner) -> Iterator[OpenAIChatModel]:
-    with fast_retrying_model(fake, timeout_seconds=1, session=loop.session) as adapter:
+def model(fake: RunningServer, session: LoopSession) -> Iterator[OpenAIChatModel]:
+    with fast_retrying_model(fake, timeout_seconds=1, session=session) as adapter:
         yield adapter
 
 
@@ -55,7 +60,7 @@ async def read_all(model: OpenAIChatModel, prompt: list[dict[str, str]], into: l
 
 
 def test_pieces_spell_the_reply_and_usage_comes_from_the_last_chunk(
-    model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner
+    model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop
 ) -> None:
     async def read() -> tuple[list[str], ModelReply]:
         stream = await model.stream(PROMPT, "fake-model")
@@ -85,7 +90,7 @@ def test_pieces_spell_the_reply_and_usage_comes_from_the_last_chunk(
     ],
 )
 def test_failures_before_the_first_piece_are_retried(
-    model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner, fault: dict
+    model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop, fault: dict
 ) -> None:
     queue(fake, fault)
 
@@ -93,7 +98,7 @@ def test_failures_before_the_first_piece_are_retried(
     assert [request["outcome"] for request in seen(fake)] == [fault["kind"], "ok"]
 
 
-def test_an_error_after_the_first_piece_is_not_retried(model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner) -> None:
+def test_an_error_after_the_first_piece_is_not_retried(model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop) -> None:
     queue(fake, {"kind": "stream_error", "after_tokens": 4})
     pieces: list[str] = []
 
@@ -116,7 +121,7 @@ def test_an_error_after_the_first_piece_is_not_retried(model: OpenAIChatModel, f
     ],
 )
 def test_a_refusal_is_not_retried(
-    model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner, fault: dict, user_message: str
+    model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop, fault: dict, user_message: str
 ) -> None:
     queue(fake, fault)
 
@@ -126,9 +131,11 @@ def test_a_refusal_is_not_retried(
     assert len(seen(fake)) == 1
 
 
-def test_a_stream_may_outlast_the_timeout_while_its_tokens_keep_coming(fake: RunningServer, loop: LoopRunner) -> None:
+def test_a_stream_may_outlast_the_timeout_while_its_tokens_keep_coming(
+    fake: RunningServer, loop: EngineLoop, session: LoopSession
+) -> None:
     pace(fake, 10)  # ten pieces over ~1 s, one every 0.1 s
-    with fast_retrying_model(fake, timeout_seconds=0.4, session=loop.session) as model:
+    with fast_retrying_model(fake, timeout_seconds=0.4, session=session) as model:
         started = time.monotonic()
         pieces = loop.run(read_all(model, [{"role": "user", "content": "a b c d e f g h i"}]))
 
@@ -136,10 +143,12 @@ def test_a_stream_may_outlast_the_timeout_while_its_tokens_keep_coming(fake: Run
     assert time.monotonic() - started > 0.8
 
 
-def test_a_stream_that_stops_sending_times_out_to_the_caller(fake: RunningServer, loop: LoopRunner) -> None:
+def test_a_stream_that_stops_sending_times_out_to_the_caller(
+    fake: RunningServer, loop: EngineLoop, session: LoopSession
+) -> None:
     pace(fake, 1)  # the first piece at once, the next a second later
     pieces: list[str] = []
-    with fast_retrying_model(fake, timeout_seconds=0.3, session=loop.session) as model:
+    with fast_retrying_model(fake, timeout_seconds=0.3, session=session) as model:
         with pytest.raises(ModelUnavailable) as caught:
             loop.run(read_all(model, PROMPT, into=pieces))
         assert [request["outcome"] for request in seen(fake)] == ["ok"]
@@ -149,7 +158,7 @@ def test_a_stream_that_stops_sending_times_out_to_the_caller(fake: RunningServer
 
 
 def test_close_ends_the_providers_stream_and_the_reading_quietly(
-    model: OpenAIChatModel, fake: RunningServer, loop: LoopRunner
+    model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop
 ) -> None:
     pace(fake, 20)
 

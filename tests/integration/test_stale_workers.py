@@ -1,10 +1,14 @@
 """Fencing: a worker whose lease ran out while another attempt took the message can neither fail
 nor answer it, a failed message never becomes done, and nobody waiting is told a result that is
 not the message's final one. The races are driven step by step: a one-second lease, and a model
-that blocks until the test lets it answer or fail. Each waits with a deadline, never a sleep."""
+that waits until the test lets it answer or fail. The workers' answers run together on one event
+loop sharing one store, as the reply engine runs them in a process. Each waits with a deadline,
+never a sleep."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -13,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 
-from adapters.message_store import SupabaseMessageStore, service_client, shared_http_client
+from adapters.reply_store import PostgrestReplyStore
 from chat.errors import ModelError, ModelUnavailable
 from chat.outcome import MessageOutcome
 from chat.pipeline import AnswerResult, ReplyPipeline
 from chat.ports import ModelReply
 from tests.support.database import separate_migrated_database
 from tests.support.deliveries import message_state, pending_message, replies_to
+from tests.support.engine_loop import EngineLoop, engine_loop
 from tests.support.polling import wait_until
 from tests.support.stack import scratch_dir, start_test_stack
 
@@ -31,55 +36,52 @@ GATE_DEADLINE_SECONDS = 10.0
 
 
 class GatedModel:
-    """Stands in for the model (outside the system): each call blocks until the test opens the
-    gate, then answers or fails as the test said."""
+    """Stands in for the model (outside the system): each call waits, on the engine's loop, until
+    the test opens the gate from its own thread, then answers or fails as the test said."""
 
-    def __init__(self, answer: str) -> None:
+    def __init__(self, answer: str, engine: EngineLoop) -> None:
         self.answer = answer
+        self.engine = engine
         self.error: ModelError | None = None
-        self.called = threading.Event()
-        self.gate = threading.Event()
+        self.called = threading.Event()  # the test's thread waits for it
+        self.gate = asyncio.Event()  # the loop waits for it
 
-    def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
         self.called.set()
-        if not self.gate.wait(GATE_DEADLINE_SECONDS):
-            raise ModelUnavailable("The test never let the model answer.")
+        try:
+            await asyncio.wait_for(self.gate.wait(), GATE_DEADLINE_SECONDS)
+        except asyncio.TimeoutError:
+            raise ModelUnavailable("The test never let the model answer.") from None
         if self.error is not None:
             raise self.error
         return ModelReply(self.answer, model, 10, 5)
 
     def answer_now(self) -> None:
-        self.gate.set()
+        self.engine.call_soon(self.gate.set)
 
     def fail_now(self, error: ModelError) -> None:
         self.error = error
-        self.gate.set()
+        self.engine.call_soon(self.gate.set)
 
 
 @dataclass
 class Worker:
-    """One pipeline answering one message in a thread, as a reply worker does, with what it told
-    the waiters recorded."""
+    """One pipeline answering one message on the engine's loop, as the reply engine does, with
+    what it told the waiters recorded."""
 
     pipeline: ReplyPipeline
     model: GatedModel
+    engine: EngineLoop
     told: list[tuple[str, MessageOutcome | None]] = field(default_factory=list)
-    outcome: AnswerResult | None = None
-    thread: threading.Thread | None = None
+    running: concurrent.futures.Future[AnswerResult] | None = None
 
     def answer(self, message_id: str) -> Worker:
-        def run() -> None:
-            self.outcome = self.pipeline.answer(message_id)
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
+        self.running = self.engine.submit(self.pipeline.answer(message_id))
         return self
 
-    def finished(self) -> AnswerResult | None:
-        assert self.thread is not None
-        self.thread.join(GATE_DEADLINE_SECONDS)
-        assert not self.thread.is_alive(), "the worker did not finish"
-        return self.outcome
+    def finished(self) -> AnswerResult:
+        assert self.running is not None
+        return self.running.result(GATE_DEADLINE_SECONDS)
 
 
 @pytest.fixture(scope="module")
@@ -99,32 +101,40 @@ def stack(database_url: str) -> Iterator[LocalStack]:
         running.stop()
 
 
-@pytest.fixture
-def make_worker(stack: LocalStack) -> Iterator[Any]:
-    """Workers sharing one store, as the threads of one process do; one-second leases."""
-    assert stack.keys is not None
+@pytest.fixture(scope="module")
+def engine() -> Iterator[EngineLoop]:
+    """One loop for the module's workers, as the service has one per process."""
+    with engine_loop() as running:
+        yield running
 
-    http = shared_http_client(8)
-    store = SupabaseMessageStore(service_client(stack.api_url, stack.keys.api_key("service_role"), http))
+
+@pytest.fixture(scope="module")
+def store(stack: LocalStack, engine: EngineLoop) -> PostgrestReplyStore:
+    assert stack.keys is not None
+    return engine.reply_store(stack.api_url, stack.keys.api_key("service_role"))
+
+
+@pytest.fixture
+def make_worker(store: PostgrestReplyStore, engine: EngineLoop) -> Iterator[Any]:
+    """Workers sharing one store on one loop, as the reply engine's answers do; one-second leases."""
     workers: list[Worker] = []
 
     def make(answer: str, max_attempts: int = 5) -> Worker:
-        model = GatedModel(answer)
+        model = GatedModel(answer, engine)
         pipeline = ReplyPipeline(
             store, model, default_model="fake-model", lease_seconds=1, max_attempts=max_attempts,
             context_token_budget=6000, context_max_messages=200,
         )
-        worker = Worker(pipeline, model)
+        worker = Worker(pipeline, model, engine)
         worker.pipeline.on_settled = lambda message_id, outcome: worker.told.append((message_id, outcome))
         workers.append(worker)
         return worker
 
     yield make
-    for worker in workers:  # never leave a thread blocked in the model
+    for worker in workers:  # never leave an answer waiting in the model
         worker.model.answer_now()
-        if worker.thread is not None:
-            worker.thread.join(GATE_DEADLINE_SECONDS)
-    http.close()
+        if worker.running is not None:
+            concurrent.futures.wait([worker.running], GATE_DEADLINE_SECONDS)
 
 
 def claimed_by(db: psycopg.Connection, message_id: str, attempt: int) -> bool:
@@ -241,7 +251,7 @@ def test_stale_worker_cannot_release_another_attempts_claim(db: psycopg.Connecti
     message_id, _ = pending_message(db)
     a, b = stale_and_superseded(db, make_worker, message_id)
     [stale_claim] = a.pipeline.active_claims().values()
-    assert a.pipeline.store.release_message(message_id, stale_claim) is False
+    assert a.engine.run(a.pipeline.store.release_message(message_id, stale_claim)) is False
     assert claimed_by(db, message_id, 2) and not lease_ran_out(db, message_id)
     a.model.answer_now()
     a.finished()

@@ -37,11 +37,14 @@ class EngineLoop:
         """Run `callback` on the loop (setting an asyncio.Event from the test's thread)."""
         self.loop.call_soon_threadsafe(callback)
 
+    def session(self) -> LoopSession:
+        """A LoopSession closed with this loop."""
+        self.sessions.append(LoopSession(max_connections=16))
+        return self.sessions[-1]
+
     def reply_store(self, supabase_url: str, service_role_key: str) -> PostgrestReplyStore:
-        """The production adapter on its own LoopSession, closed with this loop."""
-        session = LoopSession(max_connections=16)
-        self.sessions.append(session)
-        return PostgrestReplyStore(supabase_url, service_role_key, session)
+        """The production adapter on a session of its own, closed with this loop."""
+        return PostgrestReplyStore(supabase_url, service_role_key, self.session())
 
     def close(self) -> None:
         for session in self.sessions:

@@ -241,7 +241,7 @@ class InMemoryMessageStore(Faults):
                 row.streaming.content = checkpoint.content
                 row.lease_expires_at = self.db.clock() + lease_seconds
             stops = [m for m in streaming if m in self.db.messages and self.db.messages[m].stop_requested]
-        return TickAnswer(superseded=superseded, stop_requested=stops)
+        return TickAnswer(superseded=sorted(superseded), stop_requested=sorted(stops))
 
     async def finish_reply(
         self, claim: ClaimedMessage, content: str, status: str, error: str | None, reply: ModelReply | None
@@ -252,8 +252,6 @@ class InMemoryMessageStore(Faults):
             if row is None:
                 return None
             if not self._holds(row, claim):
-                if status == "done" and row.status == "done" and row.reply is not None:
-                    return dataclasses.replace(self.db.outcome(row.id), next_message_id=self._next_to_answer(row.conversation_id))  # type: ignore[type-var]
                 raise ClaimSuperseded(f"message is {row.status} under another claim")
             reply_id = row.streaming.reply_id if row.streaming else str(uuid.uuid4())
             row.streaming = StreamingRow(reply_id, content, row.attempts, status, error)
@@ -293,7 +291,8 @@ class InMemoryMessageStore(Faults):
     def settled_messages(self, message_ids: list[str]) -> list[str]:
         self._enter("settled_messages")
         with self.db.lock:
-            return [i for i in message_ids if i in self.db.messages and self.db.messages[i].status in ("done", "failed")]
+            settled = ("done", "failed", "stopped")
+            return [i for i in message_ids if i in self.db.messages and self.db.messages[i].status in settled]
 
     def ping(self) -> None:
         self._enter("ping")

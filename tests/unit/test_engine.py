@@ -70,7 +70,9 @@ def test_a_full_engine_refuses(
     wait_until(lambda: engine.in_flight() == 0)
 
 
-def test_a_message_already_in_flight_counts_as_taken_without_a_second_run(answers: GatedAnswers, engines: list[ReplyEngine]) -> None:
+def test_a_message_already_in_flight_counts_as_taken_without_a_second_run(
+    answers: GatedAnswers, engines: list[ReplyEngine]
+) -> None:
     engine = engine_of(engines, answers, 1, 0)
     assert engine.submit("a") and engine.submit("a")
     answers.release.set()
