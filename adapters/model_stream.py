@@ -73,7 +73,7 @@ class OpenAIModelStream:
 
     def __init__(self, response: aiohttp.ClientResponse, model: str) -> None:
         self._response = response
-        self._received = response.content.iter_any()
+        self._received = response.content.iter_any()  # whatever has arrived, read by read
         self._chunks = StreamChunks()
         self._ready: deque[str] = deque()  # pieces read but not yet handed out
         self._pieces: list[str] = []
@@ -86,22 +86,25 @@ class OpenAIModelStream:
     async def read_first_piece(self) -> None:
         """Read up to the first piece of text. Raises ProviderFailure (the retry layer decides),
         or ModelUnavailable if the stream ends with no text (a reply that is empty, not retried)."""
-        if not await self._fill():
-            raise ModelUnavailable(EMPTY_REPLY)
+        while not self._ready:
+            if self._ended and self._chunks.failure is None:
+                raise ModelUnavailable(EMPTY_REPLY)
+            await self._read()
 
     def __aiter__(self) -> OpenAIModelStream:
         return self
 
     async def __anext__(self) -> str:
-        if self._ready and not self.closed:
-            return self._ready.popleft()
-        try:
-            more = not self.closed and await self._fill()
-        except ProviderFailure as failure:
-            if self.closed:
-                raise StopAsyncIteration from None  # closed by a stop while reading: not an error
-            raise model_error(failure) from failure
-        if not more or self.closed:
+        while not self._ready:
+            if self.closed or (self._ended and self._chunks.failure is None):
+                raise StopAsyncIteration
+            try:
+                await self._read()
+            except ProviderFailure as failure:
+                if self.closed:
+                    raise StopAsyncIteration from None  # closed by a stop while reading: not an error
+                raise model_error(failure) from failure
+        if self.closed:
             raise StopAsyncIteration
         return self._ready.popleft()
 
@@ -119,21 +122,13 @@ class OpenAIModelStream:
             completion_tokens=usage.get("completion_tokens"),
         )
 
-    async def _fill(self) -> bool:
-        """Read until a piece is ready (True) or the stream has ended (False). A provider's error
-        event is raised once the pieces before it are handed out."""
-        while not self._ready:
-            if self._chunks.failure is not None:
-                raise self._chunks.failure
-            if self._ended:
-                return False
-            await self._read()
-        return True
-
     async def _read(self) -> None:
-        """One read off the connection, its chunks absorbed; the end of the stream noted."""
+        """One read off the connection, its chunks absorbed, the end of the stream noted. A
+        provider's error event is raised once the pieces before it are handed out."""
+        if self._chunks.failure is not None:
+            raise self._chunks.failure
         try:
-            received = await anext(self._received, b"")
+            received = await anext(self._received, b"")  # b"": the body ended
             chunks = self._chunks.feed(received) if received else []
         except TRANSPORT_ERRORS as error:
             self._end(reuse=False)
@@ -142,6 +137,8 @@ class OpenAIModelStream:
             self._absorb(chunk)
         if self._chunks.failure is not None:
             self._end(reuse=False)
+            if not self._ready:
+                raise self._chunks.failure
         elif not received or self._chunks.done:
             self._end(reuse=True)
 
