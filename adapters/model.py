@@ -25,7 +25,7 @@ from adapters.model_errors import (
     status_failure,
     transport_failure,
 )
-from adapters.model_stream import OpenAIModelStream
+from adapters.model_stream import OpenAIModelStream, ReadTicks
 from chat.errors import ModelUnavailable
 from chat.logging import get_logger
 from chat.ports import ModelReply
@@ -47,6 +47,7 @@ class OpenAIChatModel:
         retry_initial_seconds: float,
         retry_max_seconds: float,
         reply_max_tokens: int = 1024,
+        stream_read_interval_seconds: float = 0.0,
     ) -> None:
         self.url = f"{(base_url or OPENAI_BASE_URL).rstrip('/')}/chat/completions"
         self.headers = {"Authorization": f"Bearer {api_key}"}
@@ -55,6 +56,7 @@ class OpenAIChatModel:
         # read may wait that long, so a long reply is fine while its tokens keep coming.
         self.whole_timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.stream_timeout = aiohttp.ClientTimeout(total=None, connect=timeout_seconds, sock_read=timeout_seconds)
+        self.read_ticks = ReadTicks(stream_read_interval_seconds)  # shared by every stream of the process
         self.max_attempts = max_attempts
         self.retry_max_seconds = retry_max_seconds
         self.reply_max_tokens = reply_max_tokens
@@ -92,7 +94,7 @@ class OpenAIChatModel:
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        opened = OpenAIModelStream(await self._post(body, self.stream_timeout), model)
+        opened = OpenAIModelStream(await self._post(body, self.stream_timeout), model, self.read_ticks)
         try:
             await opened.read_first_piece()
         except BaseException:

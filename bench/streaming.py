@@ -73,10 +73,12 @@ def set_pace(env: BenchEnvironment, first_token_ms: float, tokens_per_second: fl
                json={"latency_ms": first_token_ms, "tokens_per_second": tokens_per_second}).raise_for_status()
 
 
-def subscribers(env: BenchEnvironment, users: list[dict[str, str]], rounds: int, content: str) -> list[dict[str, Any]]:
+def subscribers(env: BenchEnvironment, users: list[dict[str, str]], rounds: int, content: str,
+                spread_seconds: float = 0.0) -> list[dict[str, Any]]:
     assert env.stack.keys is not None
     job = {"realtime_url": env.stack.realtime_url, "api_key": env.stack.keys.api_key("anon"),
-           "database_url": env.database_url, "users": users, "rounds": rounds, "content": content}
+           "database_url": env.database_url, "users": users, "rounds": rounds, "content": content,
+           "spread_seconds": spread_seconds}
     completed = subprocess.run([sys.executable, "-m", "bench.streaming_subscribers"], input=json.dumps(job),
                                capture_output=True, text=True, cwd=REPO_ROOT, timeout=900, check=False)
     if completed.returncode != 0:
@@ -265,10 +267,18 @@ def pin_tree(pid: int, cores: set[int]) -> None:
             process.cpu_affinity(sorted(cores))
 
 
+def core_busy(before: list[Any], after: list[Any], wall: float) -> dict[int, float]:
+    """Each core's share of the wall time spent not idle."""
+    return {core: round(1 - (getattr(a, "idle", 0) - getattr(b, "idle", 0)) / max(wall, 1e-9), 3)
+            for core, (b, a) in enumerate(zip(before, after, strict=False))}
+
+
 def pinned_capacity(quick: bool) -> dict[str, Any]:
     """Capacity with the service alone on core 0 (one gunicorn worker, as on a one-CPU machine)
     and everything else (Postgres, stand-ins, fake model, subscribers, this process) on core 1:
-    the streams one service core holds, and its CPU per streamed token, free of the rig's share."""
+    the streams one service core holds, and its CPU per streamed token, free of the rig's share.
+    Each step's messages arrive spread over one reply's length, so `streams` replies are in
+    flight together in a steady state (the unpinned run above measures bursts)."""
     cores = sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         return {"skipped": "needs two cores"}
@@ -288,17 +298,24 @@ def pinned_capacity(quick: bool) -> dict[str, Any]:
             held = 0
             for streams in ((8, 32) if quick else (16, 64, 128, 192, 256, 320)):
                 before, _ = tree_seconds(env.service.process.pid)
-                results = subscribers(env, users[:streams], 1, words(49))
+                cores_before, wall_before = psutil.cpu_times(percpu=True), time.monotonic()
+                # Arrivals spread over one reply's length (1 s to the first token, 49 more at 50/s):
+                # `streams` replies in flight at once, as a steady state, not a burst.
+                results = subscribers(env, users[:streams], 1, words(49), spread_seconds=2.0)
                 after, _ = tree_seconds(env.service.process.pid)
+                busy = core_busy(cores_before, psutil.cpu_times(percpu=True), time.monotonic() - wall_before)
                 latencies = [r["first_ms"] for r in results if "first_ms" in r]
                 failed = sum("failed" in r for r in results)
                 figure = summarize(latencies, 1000.0)
                 tokens = sum(r.get("tokens", 50) for r in results if "first_ms" in r)
                 steps.append({"streams": streams, "overhead": figure, "failed": failed,
                               "service_cpu_seconds": round(after - before, 3),
-                              "service_cpu_us_per_token": round((after - before) * 1e6 / max(tokens, 1), 1)})
+                              "service_cpu_us_per_token": round((after - before) * 1e6 / max(tokens, 1), 1),
+                              "service_cpu_ms_per_reply": round((after - before) * 1000 / max(len(latencies), 1), 2),
+                              "service_core_busy": busy[cores[0]], "rig_core_busy": busy[cores[1]]})
                 print(f"pinned capacity, {streams} streams: p99 {figure['p99']} ms, {failed} failed, "
-                      f"{steps[-1]['service_cpu_us_per_token']} us/token", flush=True)
+                      f"{steps[-1]['service_cpu_us_per_token']} us/token, service core {busy[cores[0]]:.0%} busy, "
+                      f"rig core {busy[cores[1]]:.0%}", flush=True)
                 if failed or figure["p99"] > 100:
                     break
                 held = streams

@@ -2,7 +2,8 @@
 their own (so their Python is not timed as the service's or the stand-ins').
 
 Reads a job on stdin: `{"realtime_url", "api_key", "database_url", "users": [{"token",
-"conversation_id", "user_id"}], "rounds", "content"}`. Opens one socket per user (protocol 1.0.0
+"conversation_id", "user_id"}], "rounds", "content"}`, and optionally `spread_seconds` (the
+commits of a round spread evenly over that time instead of all at once). Opens one socket per user (protocol 1.0.0
 JSON frames), joins the private channel `chat:<conversation_id>`, then per round commits one
 message in every conversation at once and times, for each, from its commit to the first
 `reply_delta`, counting the deltas until `reply_done`. Prints the results as JSON.
@@ -72,7 +73,10 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
             ids: list[asyncio.Future[str]] = [asyncio.get_running_loop().create_future() for _ in sockets]
             followers = [asyncio.create_task(follow(socket, ids[i])) for i, socket in enumerate(sockets)]
             committed: list[float] = []
+            spread = float(job.get("spread_seconds", 0)) / max(len(job["users"]), 1)
             for index, user in enumerate(job["users"]):
+                if spread and index:
+                    await asyncio.sleep(spread)  # arrivals spread evenly: the streams overlap in a steady state
                 row = await (await conn.execute(
                     "insert into public.messages (conversation_id, user_id, content) values (%s, %s, %s) returning id",
                     (user["conversation_id"], user["user_id"], job["content"]))).fetchone()

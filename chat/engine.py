@@ -38,8 +38,10 @@ class ReplyEngine:
         concurrency: int,
         queue_size: int,
         on_stop: list[LoopHook] | None = None,
+        new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
     ) -> None:
         self._answer = answer
+        self._new_loop = new_loop  # the wiring passes uvloop's where it is installed
         self._concurrency = concurrency
         self._capacity = concurrency + queue_size
         self._on_stop = on_stop or []  # awaited on the loop when the engine stops (close sessions)
@@ -58,7 +60,7 @@ class ReplyEngine:
         with self._lock:
             if self._loop is not None:
                 return self._loop
-            loop = asyncio.new_event_loop()
+            loop = self._new_loop()
             ready = threading.Event()
             self._thread = threading.Thread(target=self._run_loop, args=(loop, ready), name="reply-engine", daemon=True)
             self._thread.start()

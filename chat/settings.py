@@ -68,6 +68,7 @@ class Settings(BaseSettings):
 
     stream_replies: bool = True  # false: ask the model for whole answers (a provider that cannot stream)
     stream_broadcast_interval_ms: int = Field(150, ge=10, le=5000)  # at most one reply_delta per reply per interval
+    stream_read_interval_ms: int = Field(50, ge=0, le=1000)  # after the first token, read the model this often (0: per chunk)
     stream_checkpoint_seconds: float = Field(1.0, gt=0)  # how often a streaming reply's row gets the text so far
     stream_stop_poll_seconds: float = Field(0.25, gt=0, le=1.0)  # how often a process asks which replies were stopped
     stream_sse_heartbeat_seconds: float = Field(15.0, gt=0)  # ": heartbeat" comment on an idle SSE stream
