@@ -16,6 +16,7 @@ from tests.support.fakes import (
     InMemoryCallerStore,
     InMemoryDatabase,
     InMemoryMessageStore,
+    InMemoryReplyChannels,
     RecordingBroadcaster,
     ScriptedModel,
     caller_stores,
@@ -71,7 +72,10 @@ def fake_chat(settings: Settings | None = None, *, deliver_on_insert: bool = Tru
     model = ScriptedModel()
     open_caller_store, opened = caller_stores(database)
     broadcaster = RecordingBroadcaster()
-    service = assemble_chat_service(settings or unit_settings(), store, store, open_caller_store, model, broadcaster)
+    service = assemble_chat_service(
+        settings or unit_settings(), store, store, open_caller_store, model, broadcaster,
+        reply_channels=lambda feed, _call_soon: InMemoryReplyChannels(broadcaster, feed),
+    )
     if deliver_on_insert:
         database.on_user_message = service.accept_delivery
     return FakeChat(database, store, model, opened, service, broadcaster)
