@@ -61,6 +61,6 @@ def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     started = getattr(worker, "shutdown_started_at", time.monotonic())
     remaining = graceful_timeout - (time.monotonic() - started) - RELEASE_MARGIN_SECONDS
     if chat_service(wsgi).finish_shutdown(max(remaining, 0.0)):
-        # Generations were handed back: waiting for their threads would only end in the master's
+        # Generations were handed back: waiting for them would only end in the master's
         # SIGKILL. Leave now; any reply they still write is deduplicated by reply_to.
         os._exit(0)
