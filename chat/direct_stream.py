@@ -15,6 +15,7 @@ stream (the generator is closed); the reply still lands in the row, unless the c
 
 from __future__ import annotations
 
+import copy
 import queue
 import time
 import uuid
@@ -113,6 +114,17 @@ class DirectStream:
             raise
         self.generate_here(message_id)
         return self._follow(subscriptions, store, message_id, inbox, expectation)
+
+    def follow(self, store: CallerStore, message_id: str) -> Iterator[StreamEvent]:
+        """The events of a reply already under way, for a caller that comes back to it (a dropped
+        connection, a reload): all its text so far, then the rest, to `done` or `error`. It
+        follows the row even when the reply is generated here: the pieces sent before it came
+        are in the row, not in the feed."""
+        subscriptions = ExitStack()
+        expectation = subscriptions.enter_context(self.waiter.expect(message_id))
+        from_the_row = copy.copy(self)
+        from_the_row.generating_here = lambda _message_id: False
+        return from_the_row._follow(subscriptions, store, message_id, queue.SimpleQueue(), expectation)
 
     def _follow(
         self,
