@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from api.ai_sdk import AiSdkChatIn
 from api.requests import rest_door
 from api.schemas import ChatMessageIn, ConversationIn
 
@@ -74,6 +75,11 @@ SSE_DESCRIPTION = (
     "attempt restarts the text), then 'done' (the ChatReply) or 'error' ({error: {code, message}, message_id}); a "
     "': heartbeat' comment every ~15 s."
 )
+UI_MESSAGE_STREAM_DESCRIPTION = (
+    "The Vercel AI SDK's UI message stream (protocol v1, header 'x-vercel-ai-ui-message-stream: v1'), for a body "
+    "as its DefaultChatTransport sends it: 'data:' parts start, text-start, text-delta, text-end, then finish, or "
+    "error {errorText} (also for every refusal of the message), ended by 'data: [DONE]'."
+)
 PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
     {"name": "before", "in": "query", "schema": UUID, "description": "next_before of the previous page"},
@@ -108,6 +114,22 @@ def _body(model: Any, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema or model.model_json_schema()}}}
 
 
+def _ai_sdk_schemas() -> dict[str, Any]:
+    """The AI SDK's request body and its message, as components (their references point there)."""
+    schema = AiSdkChatIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"AiSdkChatRequest": schema, **schema.pop("$defs")}
+
+
+AI_SDK_BODY = {"$ref": "#/components/schemas/AiSdkChatRequest"}
+# One Server-Sent Event (OpenAPI 3.1 describes an event stream by its events).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "JSON, or [DONE]"}},
+}
+UI_MESSAGE_STREAM = {"text/event-stream": {"schema": SSE_EVENT}}
+
+
 DEFAULT_SYSTEM_PROMPT_MAX_CHARS = 8000  # private.quota_defaults' shipped value
 
 
@@ -138,7 +160,10 @@ def document(offered_models: list[str]) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"supabase": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {"Error": ERROR, "Message": MESSAGE, "Conversation": CONVERSATION, "ChatReply": CHAT_REPLY},
+            "schemas": {
+                "Error": ERROR, "Message": MESSAGE, "Conversation": CONVERSATION, "ChatReply": CHAT_REPLY,
+                **_ai_sdk_schemas(),
+            },
         },
         "security": [{"supabase": []}],
         "paths": {
@@ -147,16 +172,39 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                     "operationId": "sendMessage",
                     "summary": "Send a message and wait for the reply",
                     "parameters": [CONVERSATION_ID],
-                    "requestBody": _body(ChatMessageIn),
+                    "requestBody": _body(ChatMessageIn, {"anyOf": [ChatMessageIn.model_json_schema(), AI_SDK_BODY]}),
                     "responses": {
                         "200": {
-                            "description": "The reply (JSON), or its stream. " + SSE_DESCRIPTION,
+                            "description": f"The reply (JSON), or its stream. {SSE_DESCRIPTION} {UI_MESSAGE_STREAM_DESCRIPTION}",
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/ChatReply"}},
-                                "text/event-stream": {"schema": {"type": "string"}},
+                                "text/event-stream": {"schema": SSE_EVENT},
                             },
                         },
                         **_errors(*authenticated_errors, 403, 404, 409, 429, 502, 504),
+                    },
+                }
+            },
+            "/api/chat": {
+                "post": {
+                    "operationId": "sendAiSdkMessage",
+                    "summary": "The Vercel AI SDK's chat request; its chat id ('id') is the conversation's",
+                    "requestBody": _body(AiSdkChatIn, AI_SDK_BODY),
+                    "responses": {
+                        "200": {"description": UI_MESSAGE_STREAM_DESCRIPTION, "content": UI_MESSAGE_STREAM},
+                        **_errors(400, 401, 408, 413, 415),
+                    },
+                }
+            },
+            "/api/chat/{conversation_id}/stream": {
+                "get": {
+                    "operationId": "resumeAiSdkStream",
+                    "summary": "The AI SDK's resumeStream: the reply to your latest message, replayed from its start",
+                    "parameters": [CONVERSATION_ID],
+                    "responses": {
+                        "200": {"description": UI_MESSAGE_STREAM_DESCRIPTION, "content": UI_MESSAGE_STREAM},
+                        "204": {"description": "Nothing under way: the latest message is answered, or there is none"},
+                        **_errors(401),
                     },
                 }
             },

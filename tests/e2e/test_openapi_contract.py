@@ -41,5 +41,5 @@ def test_api_conforms_to_its_openapi_document(live_service: ServiceProcess, stac
             calls[case.operation.label] = calls.get(case.operation.label, 0) + 1
 
         conforms()
-    assert len(calls) == 9, calls
-    assert sum(calls.values()) >= 9 * 5
+    assert len(calls) == 11, calls
+    assert sum(calls.values()) >= 11 * 5
