@@ -2,12 +2,12 @@
 whose data are JSON parts, ended by `data: [DONE]`, under the header
 `x-vercel-ai-ui-message-stream: v1`. A reply's events become these parts:
 
-  start       {messageMetadata: {conversation_id, message_id}}  first, always
+  start       {messageMetadata: {conversation_id, message_id}}  first (a refusal is its error alone)
   text-start  {id}                   before the first piece of text
   text-delta  {id, delta}            each piece, in order (the text only grows)
   text-end    {id}                   when the reply ends, however it ends
-  finish      {finishReason, messageMetadata}   done ("stop") or stopped by its owner ("other");
-              the metadata is the JSON answer's ids and status
+  finish      {messageMetadata}      the JSON answer's ids and status (done, or stopped by its owner);
+              no finishReason: ai 5.0's parser refuses fields it does not know
   error       {errorText}            the reply failed or timed out, or the chat refused the message:
               the same readable message as the JSON error's
 
@@ -76,8 +76,7 @@ def ui_message_parts(events: Iterable[StreamEvent], start_metadata: dict[str, An
                 yield from sent.extend(reply["response"][len(sent.text) :])
             yield from sent.close()
             metadata = {key: reply[key] for key in ("conversation_id", "message_id", "reply_id", "status")}
-            yield {"type": "finish", "finishReason": "stop" if reply["status"] == "done" else "other",
-                   "messageMetadata": metadata}
+            yield {"type": "finish", "messageMetadata": metadata}
             return
         elif event.kind == "error":
             yield from sent.close()

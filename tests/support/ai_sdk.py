@@ -36,6 +36,15 @@ def run_chat(
     return report
 
 
+def parse_with_the_sdk(node: str, body: str, package: str = "ai") -> Report:
+    """What the SDK's own transport parses from a response body: {chunks, error}."""
+    run = subprocess.run([node, "chat.mjs", json.dumps({"package": package, "scenario": "parse", "body": body})],
+                         cwd=AI_SDK_DIR, capture_output=True, text=True, timeout=30, check=False)
+    assert run.returncode == 0, f"node exited {run.returncode}: {run.stderr[-3000:]}"
+    report: Report = json.loads(run.stdout.splitlines()[-1])
+    return report
+
+
 def chunk_types(report: Report) -> list[str]:
     """The chunk types in order, a run of text-delta counted once (their number depends on pacing)."""
     types: list[str] = []

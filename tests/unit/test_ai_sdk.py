@@ -137,8 +137,8 @@ def piece(value: str) -> dict[str, Any]:
     return {"type": "text-delta", "id": "text", "delta": value}
 
 
-def finish(reason: str, status: str, reply_id: str | None = "r") -> dict[str, Any]:
-    return {"type": "finish", "finishReason": reason,
+def finish(status: str, reply_id: str | None = "r") -> dict[str, Any]:
+    return {"type": "finish",
             "messageMetadata": {"conversation_id": "c", "message_id": "m", "reply_id": reply_id, "status": status}}
 
 
@@ -146,18 +146,18 @@ def finish(reason: str, status: str, reply_id: str | None = "r") -> dict[str, An
     ("events", "parts"),
     [
         pytest.param([delta(0, "Echo: "), delta(6, "hi"), done("Echo: hi")],
-                     [START, TEXT_START, piece("Echo: "), piece("hi"), TEXT_END, finish("stop", "done")], id="a reply"),
-        pytest.param([done("Echo: hi")], [START, TEXT_START, piece("Echo: hi"), TEXT_END, finish("stop", "done")],
+                     [START, TEXT_START, piece("Echo: "), piece("hi"), TEXT_END, finish("done")], id="a reply"),
+        pytest.param([done("Echo: hi")], [START, TEXT_START, piece("Echo: hi"), TEXT_END, finish("done")],
                      id="answered at once (a request sent twice)"),
         pytest.param([delta(0, "Echo: "), done("Echo: hi")],
-                     [START, TEXT_START, piece("Echo: "), piece("hi"), TEXT_END, finish("stop", "done")],
+                     [START, TEXT_START, piece("Echo: "), piece("hi"), TEXT_END, finish("done")],
                      id="the text after the last checkpoint, at the end"),
         pytest.param([delta(0, "Echo: h"), delta(6, "hi"), done("Echo: hi")],
-                     [START, TEXT_START, piece("Echo: h"), piece("i"), TEXT_END, finish("stop", "done")],
+                     [START, TEXT_START, piece("Echo: h"), piece("i"), TEXT_END, finish("done")],
                      id="an overlapping piece: only its new text"),
         pytest.param([delta(0, "Ech"), done("Ech", "stopped")],
-                     [START, TEXT_START, piece("Ech"), TEXT_END, finish("other", "stopped")], id="stopped by its owner"),
-        pytest.param([done("", "stopped")], [START, finish("other", "stopped", None)], id="stopped before any text"),
+                     [START, TEXT_START, piece("Ech"), TEXT_END, finish("stopped")], id="stopped by its owner"),
+        pytest.param([done("", "stopped")], [START, finish("stopped", None)], id="stopped before any text"),
         pytest.param([delta(0, "Ech"), failed("The model broke off.")],
                      [START, TEXT_START, piece("Ech"), TEXT_END, {"type": "error", "errorText": "The model broke off."}],
                      id="failed after some text: the text kept, then the error"),
@@ -166,9 +166,9 @@ def finish(reason: str, status: str, reply_id: str | None = "r") -> dict[str, An
                      [START, TEXT_START, piece("Ech"), TEXT_END, {"type": "error", "errorText": RESTARTED}],
                      id="restarted by a new attempt: resume to read it"),
         pytest.param([delta(0, "Ech", attempt=2), done("Echo")],
-                     [START, TEXT_START, piece("Ech"), piece("o"), TEXT_END, finish("stop", "done")],
+                     [START, TEXT_START, piece("Ech"), piece("o"), TEXT_END, finish("done")],
                      id="a later attempt from the start"),
-        pytest.param([StreamEvent("heartbeat", {}), done("")], [START, None, finish("stop", "done", None)],
+        pytest.param([StreamEvent("heartbeat", {}), done("")], [START, None, finish("done", None)],
                      id="a heartbeat: a comment line"),
     ],
 )

@@ -13,6 +13,7 @@
 //               load them) calls resumeStream()
 //   regenerate  send, then regenerate()
 //   resume      a new Chat holding `messages` calls resumeStream()
+//   parse       no service: the transport's own parser reads `body` (a response's text)
 
 const plan = JSON.parse(process.argv[2]);
 const { AbstractChat, DefaultChatTransport } = await import(plan.package ?? 'ai');
@@ -157,6 +158,15 @@ const scenarios = {
     const answered = report(chat);
     await chat.regenerate();
     return report(chat, { answered: structuredClone(answered) });
+  },
+  async parse() {
+    const stream = new TappedTransport({}).processResponseStream(new Response(plan.body).body);
+    try {
+      for await (const _ of stream);
+      return { chunks, error: null };
+    } catch (error) {
+      return { chunks, error: String(error) };
+    }
   },
   async resume() {
     const chat = newChat({ messages: plan.messages ?? [] });
