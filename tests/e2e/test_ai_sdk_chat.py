@@ -248,6 +248,24 @@ def test_the_same_sdk_message_sent_twice_is_answered_once(
     assert len(user_messages(db, conversation_id)) == 1 and len(fake_model.requests(match="only once")) == 1
 
 
+def test_resume_follows_the_latest_message_and_only_while_it_is_unanswered(
+    service: ServiceProcess, alice: SignedUpUser, db: psycopg.Connection,
+) -> None:
+    api = alice.api(service.url)  # nobody answers here: the webhook points nowhere
+    conversation_id = new_conversation(alice, service)
+    _earlier, latest = (str(db.execute(
+        "insert into public.messages (conversation_id, user_id, content) values (%s, %s, %s) returning id",
+        (conversation_id, alice.user_id, content)).fetchone()[0]) for content in ("earlier", "latest"))  # type: ignore[index]
+
+    with api.stream("GET", f"/api/chat/{conversation_id}/stream") as response:
+        start = ui_parts([next(response.iter_lines())])[0]
+    db.execute("update public.messages set status = 'failed', error = 'gone' where id = %s", (latest,))
+    settled = api.get(f"/api/chat/{conversation_id}/stream")
+
+    assert start["messageMetadata"] == {"conversation_id": conversation_id, "message_id": latest}
+    assert settled.status_code == 204
+
+
 def test_resume_refusals(live_service: ServiceProcess, alice: SignedUpUser, bob: SignedUpUser) -> None:
     conversation_id = new_conversation(alice, live_service)
 
