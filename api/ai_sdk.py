@@ -7,7 +7,13 @@ message in the SDK, becomes the message's client_message_id (a UUID derived from
 conversation), so a request sent twice gets the first one's reply instead of a second message.
 The SDK's chat `id` is the conversation's id on POST /api/chat; on POST /api/chat/<id> the path
 names the conversation. Regenerating or editing a sent message rewrites history, which the
-conversation does not allow: both are refused with a message that says so."""
+conversation does not allow: both are refused with a message that says so.
+
+A refused request keeps its HTTP status (400, 404, 429 with Retry-After, 503, ...), as every
+refusal of the REST door does, but its body is the error's readable message as plain text: the
+SDK makes an error of a refused request whose message is the body, so `useChat`'s
+`error.message` is the sentence to show. Failures once the reply is under way are the stream's
+error part (api/ui_message_stream.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from flask import Response, current_app
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from werkzeug.exceptions import BadRequest
 
@@ -94,3 +101,14 @@ def message_to_send(request: AiSdkChatIn, conversation_id: str) -> MessageToSend
     client_message_id = uuid.uuid5(SDK_MESSAGE_IDS, f"{conversation_id}/{last.id}")
     checked = validated(ChatMessageIn, {"message": "\n".join(texts), "client_message_id": client_message_id})
     return MessageToSend(checked.message, str(client_message_id))
+
+
+def refused(error: Exception) -> Response:
+    """`error` as the REST door's one mapping answers it (api/errors.py: status, headers such as
+    Retry-After, and the message), with the message as the body, for the SDK to show."""
+    answer = current_app.make_response(current_app.handle_user_exception(error))
+    refusal = Response(answer.get_json()["error"]["message"], status=answer.status_code, mimetype="text/plain")
+    for header in ("Retry-After", "WWW-Authenticate"):
+        if header in answer.headers:
+            refusal.headers[header] = answer.headers[header]
+    return refusal

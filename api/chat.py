@@ -9,12 +9,12 @@ from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
-from api.ai_sdk import chat_id, chat_request, message_to_send, speaks_ai_sdk
+from api.ai_sdk import chat_id, chat_request, message_to_send, refused, speaks_ai_sdk
 from api.errors import register_api_errors
 from api.event_stream import event_stream_response, wants_event_stream
 from api.requests import authenticated, conversation_id_from_path, current_caller, json_object, query, validated
 from api.schemas import ChatMessageIn, PageQuery
-from api.ui_message_stream import refusal, ui_message_parts, ui_message_stream_response
+from api.ui_message_stream import ui_message_parts, ui_message_stream_response
 from chat.caller import Caller
 from chat.errors import StoreUnavailable
 from doors.service import chat_service
@@ -58,7 +58,7 @@ def send_ai_sdk_message() -> ResponseReturnValue:
 
 
 def ai_sdk_reply(fields: dict[str, Any], path_conversation_id: str | None) -> Response:
-    """The reply as the AI SDK's UI message stream; every refusal an error part (see api/ai_sdk.py)."""
+    """The reply as the AI SDK's UI message stream; a refusal as plain text with its status (see api/ai_sdk.py)."""
     caller = current_caller()
     try:
         sdk_request = chat_request(fields)
@@ -66,7 +66,7 @@ def ai_sdk_reply(fields: dict[str, Any], path_conversation_id: str | None) -> Re
         message = message_to_send(sdk_request, conversation_id)
         events = chat_service().stream_message(caller, conversation_id, message.content, message.client_message_id)
     except Exception as error:
-        return refusal(error)
+        return refused(error)
     sent = {"conversation_id": conversation_id, "message_id": _sent_message_id(caller, message.client_message_id)}
     return ui_message_stream_response(ui_message_parts(events, sent), events)
 
@@ -90,7 +90,7 @@ def resume_stream(conversation_id: str) -> ResponseReturnValue:
         conversation_id = conversation_id_from_path(conversation_id)
         followed = chat_service().follow_reply(current_caller(), conversation_id)
     except Exception as error:
-        return refusal(error)
+        return refused(error)
     if followed is None:
         return Response(status=204)
     message_id, events = followed

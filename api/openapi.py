@@ -78,7 +78,8 @@ SSE_DESCRIPTION = (
 UI_MESSAGE_STREAM_DESCRIPTION = (
     "The Vercel AI SDK's UI message stream (protocol v1, header 'x-vercel-ai-ui-message-stream: v1'), for a body "
     "as its DefaultChatTransport sends it: 'data:' parts start, text-start, text-delta, text-end, then finish, or "
-    "error {errorText} (also for every refusal of the message), ended by 'data: [DONE]'."
+    "error {errorText} when the reply fails, ended by 'data: [DONE]'. A refused message keeps its status, "
+    "its body the error's message as plain text."
 )
 PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
@@ -110,6 +111,14 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json({"$ref": "#/components/schemas/Error"}, reasons[status]) for status in statuses}
 
 
+def _with_sdk_refusals(errors: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    """`errors`, where `statuses` may also answer an AI SDK request: its message as plain text."""
+    answers = {**_errors(*statuses), **errors}
+    for status in statuses:
+        answers[str(status)] = {**answers[str(status)], "content": {**answers[str(status)]["content"], **SDK_REFUSAL}}
+    return answers
+
+
 def _body(model: Any, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema or model.model_json_schema()}}}
 
@@ -128,6 +137,7 @@ SSE_EVENT = {
     "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "JSON, or [DONE]"}},
 }
 UI_MESSAGE_STREAM = {"text/event-stream": {"schema": SSE_EVENT}}
+SDK_REFUSAL = {"text/plain": {"schema": {"type": "string"}}}  # the JSON error's message, for the SDK to show
 
 
 DEFAULT_SYSTEM_PROMPT_MAX_CHARS = 8000  # private.quota_defaults' shipped value
@@ -172,7 +182,9 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                     "operationId": "sendMessage",
                     "summary": "Send a message and wait for the reply",
                     "parameters": [CONVERSATION_ID],
-                    "requestBody": _body(ChatMessageIn, {"anyOf": [ChatMessageIn.model_json_schema(), AI_SDK_BODY]}),
+                    "description": "Also takes the Vercel AI SDK's body (AiSdkChatRequest, as on POST /api/chat; the path "
+                    "names the conversation) and answers it as on POST /api/chat.",
+                    "requestBody": _body(ChatMessageIn),
                     "responses": {
                         "200": {
                             "description": f"The reply (JSON), or its stream. {SSE_DESCRIPTION} {UI_MESSAGE_STREAM_DESCRIPTION}",
@@ -181,7 +193,7 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                                 "text/event-stream": {"schema": SSE_EVENT},
                             },
                         },
-                        **_errors(*authenticated_errors, 403, 404, 409, 429, 502, 504),
+                        **_with_sdk_refusals(_errors(*authenticated_errors, 403, 404, 409, 429, 502, 504), 400, 404, 429, 503),
                     },
                 }
             },
@@ -192,7 +204,7 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                     "requestBody": _body(AiSdkChatIn, AI_SDK_BODY),
                     "responses": {
                         "200": {"description": UI_MESSAGE_STREAM_DESCRIPTION, "content": UI_MESSAGE_STREAM},
-                        **_errors(400, 401, 408, 413, 415),
+                        **_with_sdk_refusals(_errors(400, 401, 408, 413, 415), 400, 404, 429, 503),
                     },
                 }
             },
@@ -204,7 +216,7 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": UI_MESSAGE_STREAM_DESCRIPTION, "content": UI_MESSAGE_STREAM},
                         "204": {"description": "Nothing under way: the latest message is answered, or there is none"},
-                        **_errors(401),
+                        **_with_sdk_refusals(_errors(401), 404, 503),
                     },
                 }
             },

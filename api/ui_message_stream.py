@@ -2,14 +2,15 @@
 whose data are JSON parts, ended by `data: [DONE]`, under the header
 `x-vercel-ai-ui-message-stream: v1`. A reply's events become these parts:
 
-  start       {messageMetadata: {conversation_id, message_id}}  first (a refusal is its error alone)
+  start       {messageMetadata: {conversation_id, message_id}}  first
   text-start  {id}                   before the first piece of text
   text-delta  {id, delta}            each piece, in order (the text only grows)
   text-end    {id}                   when the reply ends, however it ends
   finish      {messageMetadata}      the JSON answer's ids and status (done, or stopped by its owner);
               no finishReason: ai 5.0's parser refuses fields it does not know
-  error       {errorText}            the reply failed or timed out, or the chat refused the message:
-              the same readable message as the JSON error's
+  error       {errorText}            the reply failed or timed out: the same readable message as
+              the JSON error's (a message refused before its reply began is not a stream: see
+              api/ai_sdk.py)
 
 An idle stream gets a `: heartbeat` comment, which the SDK's parser skips. The protocol cannot
 take text back, so a reply restarted by a new attempt (its worker died mid-reply) ends the
@@ -21,7 +22,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from flask import Response, current_app
+from flask import Response
 
 from chat.direct_stream import StreamEvent
 
@@ -110,13 +111,3 @@ def ui_message_stream_response(parts: Iterator[Part], events: Iterator[StreamEve
 
     return Response(body(), mimetype="text/event-stream", headers=HEADERS)
 
-
-def refusal(error: Exception) -> Response:
-    """The chat's refusal of an SDK request as the protocol tells it: an error part carrying the
-    message of the JSON error the REST door's one mapping makes of `error` (api/errors.py).
-    An authentication failure keeps its 401, as on every route: the app must sign in again."""
-    answer = current_app.make_response(current_app.handle_user_exception(error))
-    if answer.status_code == 401:
-        return answer
-    message = answer.get_json()["error"]["message"]
-    return ui_message_stream_response(iter([error_part(message)]))

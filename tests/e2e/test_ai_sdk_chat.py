@@ -1,10 +1,11 @@
 """The Vercel AI SDK's useChat against the running service, unchanged: its Chat and
-DefaultChatTransport under Node (the pinned `ai`, and the older majors for the main path) with
+DefaultChatTransport under Node (the pinned `ai`, and older versions for the main paths) with
 `api` at /api/chat and the conversation as the chat id. The reply streams in the SDK's UI message
-stream protocol and equals the stored row; a failure and a quota refusal are its error part; a
-dropped connection and a reloaded page resume from the reply row; the SDK's stop ends only its
-own stream; regenerate is refused. The protocol's details a frontend relies on (the parts' order,
-the header, the ids in the metadata, exactly-once, the stop route) are checked over plain HTTP."""
+stream protocol and equals the stored row; a failure is its error part; a quota refusal keeps its
+429 with the sentence the page shows; a dropped connection and a reloaded page resume from the
+reply row; the SDK's stop ends only its own stream; regenerate is refused. The protocol's details
+a frontend relies on (the parts each SDK reads, the ids in the metadata, exactly-once, the stop
+route, the resume's choice of message) are checked over plain HTTP."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def test_a_model_failure_is_the_protocol_error_part(
     assert chunk_types(report) == ["start", "error"]
 
 
-def test_a_quota_refusal_is_the_protocol_error_part(
+def test_a_quota_refusal_is_a_429_whose_sentence_the_sdk_shows(
     ai_sdk_node: str, live_service: ServiceProcess, fake_model: FakeModelControl, alice: SignedUpUser,
     db: psycopg.Connection,
 ) -> None:
@@ -102,10 +103,11 @@ def test_a_quota_refusal_is_the_protocol_error_part(
 
     report = run_chat(ai_sdk_node, live_service.url, alice, conversation_id, "send", text="second")
 
-    assert report["status"] == "error"
-    assert report["error"]["message"].startswith("Too many messages: at most 1 per 60 s")
-    assert "resets at" in report["error"]["message"]
-    assert chunk_types(report) == ["error"]  # refused before anything was written: no reply begun
+    assert report["status"] == "error" and report["error"]["statusCode"] == 429
+    assert report["error"]["message"].startswith("Too many messages: at most 1 per 60 s. The limit resets at ")
+    assert [(r["method"], r["status"], r["contentType"]) for r in report["requests"]] == [
+        ("POST", 429, "text/plain; charset=utf-8")]
+    assert report["chunks"] == []  # refused before any reply began: no stream
     assert [m["role"] for m in report["messages"]] == ["user"]
     assert len(user_messages(db, conversation_id)) == 1
     assert len(fake_model.requests(match="second")) == 0
@@ -179,7 +181,7 @@ def test_the_sdks_stop_ends_only_its_own_stream(
     assert request["stream_end"] == "complete"
 
 
-def test_regenerate_is_refused_with_the_protocol_error_part(
+def test_regenerate_is_refused_saying_so(
     ai_sdk_node: str, live_service: ServiceProcess, fake_model: FakeModelControl, alice: SignedUpUser,
     db: psycopg.Connection,
 ) -> None:
@@ -189,7 +191,7 @@ def test_regenerate_is_refused_with_the_protocol_error_part(
 
     assert report["answered"]["status"] == "ready"
     assert report["status"] == "error"
-    assert report["error"] == {"message": REGENERATE_REFUSED, "statusCode": None}
+    assert report["error"] == {"message": REGENERATE_REFUSED, "statusCode": 400}
     assert len(user_messages(db, conversation_id)) == 1 and len(fake_model.requests(match="once")) == 1
 
 
@@ -272,6 +274,5 @@ def test_resume_refusals(live_service: ServiceProcess, alice: SignedUpUser, bob:
     strangers = bob.api(live_service.url).get(f"/api/chat/{conversation_id}/stream")
     unsigned = alice.api(live_service.url).get(f"/api/chat/{conversation_id}/stream", headers={"Authorization": ""})
 
-    assert strangers.status_code == 200 and strangers.headers["x-vercel-ai-ui-message-stream"] == "v1"
-    assert ui_parts(strangers.iter_lines()) == [{"type": "error", "errorText": "No such conversation."}, "[DONE]"]
+    assert (strangers.status_code, strangers.text) == (404, "No such conversation.")
     assert (unsigned.status_code, unsigned.json()["error"]["code"]) == (401, "invalid_token")

@@ -1,7 +1,8 @@
 """The AI SDK's door without servers: its request bodies read into the message sent (or refused
 with the message a useChat page shows), a reply's events written as UI message stream parts,
-and the routes on in-memory fakes: the stream, every refusal as the protocol's error part (401
-kept), and the resume (204 when nothing is under way)."""
+and the routes on in-memory fakes: the stream, every refusal with its status and its message as
+the body the SDK shows, a failure once the reply is under way as the stream's error part, and the
+resume (204 when nothing is under way)."""
 
 from __future__ import annotations
 
@@ -198,8 +199,9 @@ def streamed(response: Any) -> list[Any]:
     return ui_parts(response.get_data(as_text=True).splitlines())
 
 
-def refusal(message: str) -> list[Any]:
-    return [{"type": "error", "errorText": message}, "[DONE]"]
+def refusal(response: Any) -> tuple[int, str, str]:
+    """(status, media type, body): what the SDK makes its error of."""
+    return response.status_code, response.mimetype, response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("route", ["/api/chat", "/api/chat/{conversation_id}"], ids=["chat id in the body", "in the path"])
@@ -233,31 +235,36 @@ def nothing(doors: Doors) -> None:
 
 
 @pytest.mark.parametrize(
-    ("route", "body", "arrange", "message"),
+    ("route", "body", "arrange", "status", "message", "headers"),
     [
-        pytest.param("/api/chat", sdk_body("hi"), nothing, NO_CHAT_ID, id="no chat id on /api/chat"),
-        pytest.param("/api/chat", sdk_body("hi", "not-a-uuid"), nothing, "No such conversation.", id="a chat id not a UUID"),
-        pytest.param("/api/chat", sdk_body("hi", str(uuid.uuid4())), nothing, "No such conversation.",
+        pytest.param("/api/chat", sdk_body("hi"), nothing, 400, NO_CHAT_ID, {}, id="no chat id on /api/chat"),
+        pytest.param("/api/chat", sdk_body("hi", "not-a-uuid"), nothing, 404, "No such conversation.", {},
+                     id="a chat id not a UUID"),
+        pytest.param("/api/chat", sdk_body("hi", str(uuid.uuid4())), nothing, 404, "No such conversation.", {},
                      id="unknown or someone else's conversation"),
-        pytest.param("/api/chat/not-a-uuid", sdk_body("hi"), nothing, "No such conversation.", id="a path not a UUID"),
+        pytest.param("/api/chat/not-a-uuid", sdk_body("hi"), nothing, 404, "No such conversation.", {},
+                     id="a path not a UUID"),
         pytest.param("/api/chat/{conversation_id}", sdk_body("hi", trigger="regenerate-message"), nothing,
-                     REGENERATE_REFUSED, id="regenerate"),
+                     400, REGENERATE_REFUSED, {}, id="regenerate"),
         pytest.param("/api/chat/{conversation_id}", {"messages": "all of them"}, nothing,
-                     "Invalid request: messages: Input should be a valid list.", id="not the SDK's shape"),
+                     400, "Invalid request: messages: Input should be a valid list.", {}, id="not the SDK's shape"),
         pytest.param("/api/chat/{conversation_id}", sdk_body("hi"), rate_limited,
-                     "Too many messages: at most 1 per 60 s.", id="a usage limit"),
+                     429, "Too many messages: at most 1 per 60 s.", {"Retry-After": "9"}, id="a usage limit"),
         pytest.param("/api/chat/{conversation_id}", sdk_body("hi"), store_down,
-                     "Supabase is unreachable right now; try again shortly.", id="Supabase unreachable"),
+                     503, "Supabase is unreachable right now; try again shortly.", {"Retry-After": "5"},
+                     id="Supabase unreachable"),
         pytest.param("/api/chat/{conversation_id}", sdk_body("hi"), store_refuses,
-                     "Something went wrong on our side; it has been logged.", id="Supabase refuses a request of ours"),
+                     500, "Something went wrong on our side; it has been logged.", {}, id="Supabase refuses a request of ours"),
     ],
 )
-def test_refusals_are_the_protocols_error_part_and_insert_nothing(
-    doors: Doors, route: str, body: dict[str, Any], arrange: Callable[[Doors], None], message: str
+def test_refusals_keep_their_status_with_the_message_as_the_body_and_insert_nothing(
+    doors: Doors, route: str, body: dict[str, Any], arrange: Callable[[Doors], None], status: int, message: str,
+    headers: dict[str, str],
 ) -> None:
     arrange(doors)
     response = doors.client.post(route.format(conversation_id=doors.conversation_id), json=body, headers=doors.auth)
-    assert streamed(response) == refusal(message)
+    assert refusal(response) == (status, "text/plain", message)
+    assert {name: response.headers.get(name) for name in headers} == headers
     assert doors.chat.database.messages == {}
 
 
@@ -309,14 +316,15 @@ def test_resume_follows_the_latest_message_until_its_reply_is_written(doors: Doo
 
 
 @pytest.mark.parametrize(
-    ("path", "expected"),
+    "path",
     [
-        pytest.param("/api/chat/{other}/stream", refusal("No such conversation."), id="someone else's conversation"),
-        pytest.param("/api/chat/not-a-uuid/stream", refusal("No such conversation."), id="not a UUID"),
+        pytest.param("/api/chat/{other}/stream", id="someone else's conversation"),
+        pytest.param("/api/chat/not-a-uuid/stream", id="not a UUID"),
     ],
 )
-def test_resume_refusals_are_error_parts(doors: Doors, path: str, expected: list[Any]) -> None:
+def test_resume_refusals_keep_their_status(doors: Doors, path: str) -> None:
     other = doors.chat.database.add_conversation("someone-else")
     doors.chat.database.add_message(other, "theirs")
-    assert streamed(doors.client.get(path.format(other=other), headers=doors.auth)) == expected
+    response = doors.client.get(path.format(other=other), headers=doors.auth)
+    assert refusal(response) == (404, "text/plain", "No such conversation.")
 
