@@ -60,6 +60,14 @@ class PostgrestCallerStore:
         result = self._rpc("message_outcome", {"message_id": message_id})
         return MessageOutcome(**result) if result else None
 
+    def latest_user_message(self, conversation_id: str) -> tuple[str, str] | None:
+        query = (
+            self.client.table("messages").select("id, status").eq("conversation_id", conversation_id)
+            .eq("role", "user").order("seq", desc=True).limit(1)
+        )
+        rows = self._run(query, "latest_user_message")
+        return (str(rows[0]["id"]), str(rows[0]["status"])) if rows else None
+
     def reply_progress(self, message_id: str) -> ReplyProgress | None:
         row = self._rpc("reply_progress", {"message_id": message_id})
         if not row:

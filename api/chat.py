@@ -3,14 +3,20 @@ Realtime. Authenticate, validate, hand to the domain, shape the answer."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import Forbidden
 
+from api.ai_sdk import chat_id, chat_request, message_to_send, refused, speaks_ai_sdk
 from api.errors import register_api_errors
 from api.event_stream import event_stream_response, wants_event_stream
-from api.requests import authenticated, conversation_id_from_path, current_caller, json_body, query
+from api.requests import authenticated, conversation_id_from_path, current_caller, json_object, query, validated
 from api.schemas import ChatMessageIn, PageQuery
+from api.ui_message_stream import ui_message_parts, ui_message_stream_response
+from chat.caller import Caller
+from chat.errors import StoreUnavailable
 from doors.service import chat_service
 
 chat_api = Blueprint("chat_api", __name__, url_prefix="/api")
@@ -20,8 +26,11 @@ register_api_errors(chat_api)
 @chat_api.post("/chat/<conversation_id>")
 @authenticated
 def send_message(conversation_id: str) -> ResponseReturnValue:
+    fields = json_object()
+    if speaks_ai_sdk(fields):
+        return ai_sdk_reply(fields, conversation_id)
     conversation_id = conversation_id_from_path(conversation_id)
-    body = json_body(ChatMessageIn)
+    body = validated(ChatMessageIn, fields)
     if body.user_id is not None and body.user_id != current_caller().user_id:
         raise Forbidden("user_id must be your own; it is taken from your access token.")
     if wants_event_stream():
@@ -39,6 +48,54 @@ def send_message(conversation_id: str) -> ResponseReturnValue:
         str(body.client_message_id) if body.client_message_id else None,
     )
     return jsonify(reply.as_json())
+
+
+@chat_api.post("/chat")
+@authenticated
+def send_ai_sdk_message() -> ResponseReturnValue:
+    """The AI SDK's DefaultChatTransport with `api` at /api/chat: its chat id is the conversation."""
+    return ai_sdk_reply(json_object(), None)
+
+
+def ai_sdk_reply(fields: dict[str, Any], path_conversation_id: str | None) -> Response:
+    """The reply as the AI SDK's UI message stream; a refusal as plain text with its status (see api/ai_sdk.py)."""
+    caller = current_caller()
+    try:
+        sdk_request = chat_request(fields)
+        conversation_id = conversation_id_from_path(path_conversation_id or chat_id(sdk_request))
+        message = message_to_send(sdk_request, conversation_id)
+        events = chat_service().stream_message(caller, conversation_id, message.content, message.client_message_id)
+    except Exception as error:
+        return refused(error)
+    sent = {"conversation_id": conversation_id, "message_id": _sent_message_id(caller, message.client_message_id)}
+    return ui_message_stream_response(ui_message_parts(events, sent), events)
+
+
+def _sent_message_id(caller: Caller, client_message_id: str) -> str | None:
+    """The id of the message just inserted (or found, for a request sent twice), which the stop
+    route takes. The reply is under way already: without it the stream goes on, unnamed."""
+    try:
+        found = chat_service().caller_store(caller).find_client_message(client_message_id)
+    except StoreUnavailable:
+        return None
+    return found[0] if found else None
+
+
+@chat_api.get("/chat/<conversation_id>/stream")
+@authenticated
+def resume_stream(conversation_id: str) -> ResponseReturnValue:
+    """The AI SDK's resumeStream: the reply to the caller's latest message of the conversation,
+    replayed from its start, while it is being written; 204 when nothing is under way."""
+    try:
+        conversation_id = conversation_id_from_path(conversation_id)
+        followed = chat_service().follow_reply(current_caller(), conversation_id)
+    except Exception as error:
+        return refused(error)
+    if followed is None:
+        return Response(status=204)
+    message_id, events = followed
+    sent = {"conversation_id": conversation_id, "message_id": message_id}
+    return ui_message_stream_response(ui_message_parts(events, sent), events)
 
 
 @chat_api.post("/chat/<conversation_id>/messages/<message_id>/stop")

@@ -9,6 +9,7 @@ from typing import Any
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
+from api.ai_sdk import AiSdkChatIn
 from api.requests import rest_door
 from api.schemas import ChatMessageIn, ConversationIn
 
@@ -74,6 +75,12 @@ SSE_DESCRIPTION = (
     "attempt restarts the text), then 'done' (the ChatReply) or 'error' ({error: {code, message}, message_id}); a "
     "': heartbeat' comment every ~15 s."
 )
+UI_MESSAGE_STREAM_DESCRIPTION = (
+    "The Vercel AI SDK's UI message stream (protocol v1, header 'x-vercel-ai-ui-message-stream: v1'), for a body "
+    "as its DefaultChatTransport sends it: 'data:' parts start, text-start, text-delta, text-end, then finish, or "
+    "error {errorText} when the reply fails, ended by 'data: [DONE]'. A refused message keeps its status, "
+    "its body the error's message as plain text."
+)
 PAGE_PARAMETERS = [
     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}},
     {"name": "before", "in": "query", "schema": UUID, "description": "next_before of the previous page"},
@@ -104,8 +111,33 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _json({"$ref": "#/components/schemas/Error"}, reasons[status]) for status in statuses}
 
 
+def _with_sdk_refusals(errors: dict[str, Any], *statuses: int) -> dict[str, Any]:
+    """`errors`, where `statuses` may also answer an AI SDK request: its message as plain text."""
+    answers = {**_errors(*statuses), **errors}
+    for status in statuses:
+        answers[str(status)] = {**answers[str(status)], "content": {**answers[str(status)]["content"], **SDK_REFUSAL}}
+    return answers
+
+
 def _body(model: Any, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema or model.model_json_schema()}}}
+
+
+def _ai_sdk_schemas() -> dict[str, Any]:
+    """The AI SDK's request body and its message, as components (their references point there)."""
+    schema = AiSdkChatIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    return {"AiSdkChatRequest": schema, **schema.pop("$defs")}
+
+
+AI_SDK_BODY = {"$ref": "#/components/schemas/AiSdkChatRequest"}
+# One Server-Sent Event (OpenAPI 3.1 describes an event stream by its events).
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"event": {"type": "string"}, "data": {"type": "string", "description": "JSON, or [DONE]"}},
+}
+UI_MESSAGE_STREAM = {"text/event-stream": {"schema": SSE_EVENT}}
+SDK_REFUSAL = {"text/plain": {"schema": {"type": "string"}}}  # the JSON error's message, for the SDK to show
 
 
 DEFAULT_SYSTEM_PROMPT_MAX_CHARS = 8000  # private.quota_defaults' shipped value
@@ -138,7 +170,10 @@ def document(offered_models: list[str]) -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"supabase": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-            "schemas": {"Error": ERROR, "Message": MESSAGE, "Conversation": CONVERSATION, "ChatReply": CHAT_REPLY},
+            "schemas": {
+                "Error": ERROR, "Message": MESSAGE, "Conversation": CONVERSATION, "ChatReply": CHAT_REPLY,
+                **_ai_sdk_schemas(),
+            },
         },
         "security": [{"supabase": []}],
         "paths": {
@@ -147,16 +182,41 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                     "operationId": "sendMessage",
                     "summary": "Send a message and wait for the reply",
                     "parameters": [CONVERSATION_ID],
+                    "description": "Also takes the Vercel AI SDK's body (AiSdkChatRequest, as on POST /api/chat; the path "
+                    "names the conversation) and answers it as on POST /api/chat.",
                     "requestBody": _body(ChatMessageIn),
                     "responses": {
                         "200": {
-                            "description": "The reply (JSON), or its stream. " + SSE_DESCRIPTION,
+                            "description": f"The reply (JSON), or its stream. {SSE_DESCRIPTION} {UI_MESSAGE_STREAM_DESCRIPTION}",
                             "content": {
                                 "application/json": {"schema": {"$ref": "#/components/schemas/ChatReply"}},
-                                "text/event-stream": {"schema": {"type": "string"}},
+                                "text/event-stream": {"schema": SSE_EVENT},
                             },
                         },
-                        **_errors(*authenticated_errors, 403, 404, 409, 429, 502, 504),
+                        **_with_sdk_refusals(_errors(*authenticated_errors, 403, 404, 409, 429, 502, 504), 400, 404, 429, 503),
+                    },
+                }
+            },
+            "/api/chat": {
+                "post": {
+                    "operationId": "sendAiSdkMessage",
+                    "summary": "The Vercel AI SDK's chat request; its chat id ('id') is the conversation's",
+                    "requestBody": _body(AiSdkChatIn, AI_SDK_BODY),
+                    "responses": {
+                        "200": {"description": UI_MESSAGE_STREAM_DESCRIPTION, "content": UI_MESSAGE_STREAM},
+                        **_with_sdk_refusals(_errors(400, 401, 408, 413, 415), 400, 404, 429, 503),
+                    },
+                }
+            },
+            "/api/chat/{conversation_id}/stream": {
+                "get": {
+                    "operationId": "resumeAiSdkStream",
+                    "summary": "The AI SDK's resumeStream: the reply to your latest message, replayed from its start",
+                    "parameters": [CONVERSATION_ID],
+                    "responses": {
+                        "200": {"description": UI_MESSAGE_STREAM_DESCRIPTION, "content": UI_MESSAGE_STREAM},
+                        "204": {"description": "Nothing under way: the latest message is answered, or there is none"},
+                        **_with_sdk_refusals(_errors(401), 404, 503),
                     },
                 }
             },

@@ -8,7 +8,7 @@ import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g, request
 from pydantic import BaseModel, ValidationError
@@ -61,6 +61,11 @@ def current_caller() -> Caller:
 
 
 def json_body(schema: type[Schema]) -> Schema:
+    return validated(schema, json_object())
+
+
+def json_object() -> dict[str, Any]:
+    """The body as a JSON object, before any schema reads it."""
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("Send the body as JSON with 'Content-Type: application/json'.")
     raw = read_body(rest_door().max_body_bytes)
@@ -70,7 +75,7 @@ def json_body(schema: type[Schema]) -> Schema:
         raise BadRequest("The body is not valid JSON (or nests too deeply).") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
-    return validated(schema, body)
+    return body
 
 
 def query(schema: type[Schema]) -> Schema:

@@ -26,6 +26,7 @@ unless the caller stops it."""
 
 from __future__ import annotations
 
+import copy
 import queue
 import time
 import uuid
@@ -134,6 +135,17 @@ class DirectStream:
 
     def _follow_channel(self, conversation_id: str) -> AbstractContextManager[ChannelFollowing | None]:
         return self.channels.follow(conversation_id) if self.channels is not None else nullcontext()
+
+    def follow(self, store: CallerStore, message_id: str) -> Iterator[StreamEvent]:
+        """The events of a reply already under way, for a caller that comes back to it (a dropped
+        connection, a reload): all its text so far, then the rest, to `done` or `error`. It
+        follows the row even when the reply is generated here: the pieces sent before it came
+        are in the row, not in the feed."""
+        subscriptions = ExitStack()
+        expectation = subscriptions.enter_context(self.waiter.expect(message_id))
+        from_the_row = copy.copy(self)
+        from_the_row.generating_here = lambda _message_id: False
+        return from_the_row._follow(subscriptions, store, message_id, queue.SimpleQueue(), expectation)
 
     def _follow(
         self,

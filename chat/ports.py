@@ -180,6 +180,10 @@ class CallerStore(Protocol):
 
     def message_outcome(self, message_id: str) -> MessageOutcome | None: ...
 
+    def latest_user_message(self, conversation_id: str) -> tuple[str, str] | None:
+        """(message_id, status) of the caller's last message in the conversation (by `seq`); None
+        if it has none, or is not the caller's."""
+
     def reply_progress(self, message_id: str) -> ReplyProgress | None:
         """How far the caller's message's reply has got; None if it is not the caller's."""
 

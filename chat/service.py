@@ -75,6 +75,22 @@ class ChatService:
         assert self.direct_stream is not None
         return self.direct_stream.open(self.caller_store(caller), conversation_id, content, client_message_id)
 
+    def follow_reply(self, caller: Caller, conversation_id: str) -> tuple[str, Iterator[StreamEvent]] | None:
+        """The reply to the caller's latest message of the conversation while that message is
+        still being answered: the message's id and its reply's events from the first piece of
+        text on (see DirectStream.follow). None when there is nothing under way (no message, or
+        the latest is settled). Raises ConversationNotFound for a conversation not the caller's."""
+        assert self.direct_stream is not None
+        store = self.caller_store(caller)
+        latest = store.latest_user_message(conversation_id)
+        if latest is None:
+            store.get_conversation(conversation_id)  # none of the caller's: tell "no such" from "empty"
+            return None
+        message_id, status = latest
+        if status not in ("pending", "processing"):
+            return None
+        return message_id, self.direct_stream.follow(store, message_id)
+
     def stop_reply(self, caller: Caller, message_id: str) -> str:
         """Stop the caller's reply: asked in the database as the caller (RLS: only the owner), so
         every instance's stop poller sees it, and at once here if this process streams it.

@@ -16,6 +16,7 @@ import pytest
 from devstack.keys import JwtKeys
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
+from tests.support.ai_sdk import AI_SDK_DIR
 from tests.support.browser import Browser, chromium_or_skip, keep_failure_artifacts
 from tests.support.database import USER_TABLES, start_migrated_postgres
 from tests.support.processes import start_service
@@ -149,6 +150,12 @@ def realtime_clients(database_url: str) -> Iterator[Subscribers]:
 def node_binary() -> str:
     """node, with supabase-js installed from its lockfile; skips without node, fails on CI."""
     return node_or_skip()
+
+
+@pytest.fixture(scope="session")
+def ai_sdk_node() -> str:
+    """node, with the Vercel AI SDK (`ai`, pinned) installed from its lockfile; skips without node, fails on CI."""
+    return node_or_skip(AI_SDK_DIR, "the Vercel AI SDK")
 
 
 @pytest.fixture(scope="session")

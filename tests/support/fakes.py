@@ -383,6 +383,14 @@ class InMemoryCallerStore(Faults):
             row = self.db.messages.get(message_id)
             return self.db.outcome(message_id) if row and row.user_id == self.caller.user_id else None
 
+    def latest_user_message(self, conversation_id: str) -> tuple[str, str] | None:
+        self.check("latest_user_message")
+        with self.db.lock:
+            rows = [r for r in self.db.messages.values()
+                    if r.conversation_id == conversation_id and r.user_id == self.caller.user_id]
+            latest = max(rows, key=lambda r: r.seq, default=None)
+            return (latest.id, latest.status) if latest else None
+
     def reply_progress(self, message_id: str) -> ReplyProgress | None:
         """The message's status and its reply row as last written (begun, checkpointed or ended)."""
         outcome = self.message_outcome(message_id)

@@ -102,23 +102,23 @@ def quiet_for(events: queue.Queue[Event], seen: list[Event], predicate: Callable
 
 # ----------------------------------------------------------------------------- supabase-js (Node)
 
-def node_or_skip() -> str:
-    """The node binary, with supabase-js and ws installed from the lockfile. Without node the
-    test skips, except on CI (CI is set), where it must run."""
+def node_or_skip(package_dir: Path = NODE_DIR, what: str = "supabase-js") -> str:
+    """The node binary, with `package_dir`'s packages (supabase-js and ws by default) installed
+    from its lockfile. Without node the test skips, except on CI (CI is set), where it must run."""
     node = shutil.which("node")
     npm = shutil.which("npm")
     if node is None or npm is None:
-        message = "node and npm are needed to drive supabase-js (install Node 20 or newer)"
+        message = f"node and npm are needed to drive {what} (install Node 20 or newer)"
         if os.environ.get("CI"):
             pytest.fail(f"{message}; CI must run these tests")
         pytest.skip(message)
-    installed = NODE_DIR / "node_modules" / ".package-lock.json"
-    lockfile = NODE_DIR / "package-lock.json"
+    installed = package_dir / "node_modules" / ".package-lock.json"
+    lockfile = package_dir / "package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < lockfile.stat().st_mtime:
-        installed_now = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR,
+        installed_now = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=package_dir,
                                        capture_output=True, text=True, timeout=300, check=False)
         if installed_now.returncode != 0:
-            pytest.fail(f"`npm ci` in {NODE_DIR} failed (is the npm registry reachable?): {installed_now.stderr[-2000:]}")
+            pytest.fail(f"`npm ci` in {package_dir} failed (is the npm registry reachable?): {installed_now.stderr[-2000:]}")
     return node
 
 
