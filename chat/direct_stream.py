@@ -136,16 +136,21 @@ class DirectStream:
     def _follow_channel(self, conversation_id: str) -> AbstractContextManager[ChannelFollowing | None]:
         return self.channels.follow(conversation_id) if self.channels is not None else nullcontext()
 
-    def follow(self, store: CallerStore, message_id: str) -> Iterator[StreamEvent]:
+    def follow(self, store: CallerStore, conversation_id: str, message_id: str) -> Iterator[StreamEvent]:
         """The events of a reply already under way, for a caller that comes back to it (a dropped
-        connection, a reload): all its text so far, then the rest, to `done` or `error`. It
-        follows the row even when the reply is generated here: the pieces sent before it came
-        are in the row, not in the feed."""
+        connection, a reload): all its text so far, then the rest, to `done` or `error`. The text
+        so far comes from the row (the pieces sent before the caller came back are in it, not in
+        the feed); the rest from the conversation's channel and the feed, as for `open`, with the
+        row covering any gap."""
         subscriptions = ExitStack()
+        inbox = subscriptions.enter_context(self.feed.subscribe(message_id))
+        following = ExitStack()
+        subscriptions.callback(following.close)
+        channel = following.enter_context(self._follow_channel(conversation_id))
         expectation = subscriptions.enter_context(self.waiter.expect(message_id))
         from_the_row = copy.copy(self)
-        from_the_row.generating_here = lambda _message_id: False
-        return from_the_row._follow(subscriptions, store, message_id, queue.SimpleQueue(), expectation)
+        from_the_row.generating_here = lambda _message_id: False  # the row is read even when generated here
+        return from_the_row._follow(subscriptions, store, message_id, inbox, (following, channel), expectation)
 
     def _follow(
         self,

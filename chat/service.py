@@ -89,7 +89,7 @@ class ChatService:
         message_id, status = latest
         if status not in ("pending", "processing"):
             return None
-        return message_id, self.direct_stream.follow(store, message_id)
+        return message_id, self.direct_stream.follow(store, conversation_id, message_id)
 
     def stop_reply(self, caller: Caller, message_id: str) -> str:
         """Stop the caller's reply: asked in the database as the caller (RLS: only the owner), so
