@@ -1,9 +1,10 @@
 """`python -m bench.streaming`: the streaming figures, part of `make bench`, all in one run.
 
 1. Time to first token seen by a Realtime subscriber (from the user message's commit to the
-   first `reply_delta` on its private channel) and by an SSE caller (from sending the POST to the
-   first `delta` event), minus the model's own time to first token: p50 and p99 at 1, 16 and 64
-   concurrent streams.
+   first `reply_delta` on its private channel) and by an SSE caller (from the same commit, and
+   from sending the POST, to the first `delta` event), minus the model's own time to first token:
+   p50 and p99 at 1, 16 and 64 concurrent streams. Subscribers and callers run in processes of
+   their own.
 2. Broadcasts per reply at the default STREAM_BROADCAST_INTERVAL_MS: a 500-token reply at 50
    tokens/s, 16 at once.
 3. Service CPU (gunicorn master + workers) per reply of 500 tokens, streamed against whole, and
@@ -27,10 +28,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -86,38 +85,24 @@ def subscribers(env: BenchEnvironment, users: list[dict[str, str]], rounds: int,
     return list(json.loads(completed.stdout)["results"])
 
 
-def sse_first_delta_ms(base_url: str, user: dict[str, str], content: str) -> float | None:
-    """Seconds from sending the POST to its first `delta` event, in ms; None if it failed."""
-    headers = {"Authorization": f"Bearer {user['token']}", "Accept": "text/event-stream"}
-    started = time.perf_counter()
-    first: float | None = None
-    with httpx.Client(timeout=120) as client, client.stream(
-        "POST", f"{base_url}/api/chat/{user['conversation_id']}", json={"message": content}, headers=headers
-    ) as response:
-        if response.status_code != 200:
-            return None
-        ended = False
-        for line in response.iter_lines():
-            if line == "event: delta" and first is None:
-                first = time.perf_counter()
-            if line == "event: done":
-                ended = True
-            if line == "event: error":
-                return None
-        if not ended:
-            return None
-    return (first - started) * 1000 if first is not None else None
-
-
-def sse_round(env: BenchEnvironment, users: list[dict[str, str]], content: str) -> list[float | None]:
-    barrier = threading.Barrier(len(users))
-
-    def one(user: dict[str, str]) -> float | None:
-        barrier.wait()
-        return sse_first_delta_ms(env.service.url, user, content)
-
-    with ThreadPoolExecutor(len(users)) as pool:
-        return list(pool.map(one, users))
+def sse_round(env: BenchEnvironment, users: list[dict[str, str]], content: str) -> list[dict[str, Any]]:
+    """One POST per user at once from a separate process; each result gains `commit_ms`, the time
+    from its message's commit (`created_at`) to its first delta: the interval Realtime is timed on."""
+    job = {"url": env.service.url, "users": users, "content": content}
+    completed = subprocess.run([sys.executable, "-m", "bench.streaming_sse_callers"], input=json.dumps(job),
+                               capture_output=True, text=True, cwd=REPO_ROOT, timeout=900, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(f"SSE callers failed: {completed.stderr[-3000:]}")
+    results: list[dict[str, Any]] = json.loads(completed.stdout)["results"]
+    ids = [r["message_id"] for r in results if "message_id" in r]
+    with psycopg.connect(env.database_url, autocommit=True) as conn:
+        rows = conn.execute("select id::text, extract(epoch from created_at)::float8 from public.messages"
+                            " where id = any(%s::uuid[])", (ids,)).fetchall()
+    created: dict[str, float] = {str(message_id): float(epoch) for message_id, epoch in rows}
+    for result in results:
+        if result.get("message_id") in created:
+            result["commit_ms"] = (result["first_wall"] - created[result["message_id"]]) * 1000
+    return results
 
 
 def first_token(env: BenchEnvironment, users: list[dict[str, str]], quick: bool) -> dict[str, Any]:
@@ -127,14 +112,17 @@ def first_token(env: BenchEnvironment, users: list[dict[str, str]], quick: bool)
     for streams, rounds in ((1, 5 if quick else 30), (16, 1 if quick else 6), (64, 1 if quick else 3)):
         group = users[:streams]
         realtime = subscribers(env, group, rounds, content)
-        sse: list[float | None] = []
+        sse: list[dict[str, Any]] = []
         for _ in range(rounds):
             sse += sse_round(env, group, content)
         figures[str(streams)] = {
             "realtime": summarize([r["first_ms"] for r in realtime if "first_ms" in r], MODEL_TTFT_MS),
             "realtime_failed": sum("failed" in r for r in realtime),
-            "sse": summarize([value for value in sse if value is not None], MODEL_TTFT_MS),
-            "sse_failed": sum(value is None for value in sse),
+            # From the message's commit, as Realtime is timed: the stream's own path.
+            "sse": summarize([r["commit_ms"] for r in sse if "commit_ms" in r], MODEL_TTFT_MS),
+            # From sending the POST: what the caller waits, the insert as the caller included.
+            "sse_from_post": summarize([r["post_ms"] for r in sse if "post_ms" in r], MODEL_TTFT_MS),
+            "sse_failed": sum("failed" in r for r in sse),
         }
         print(f"first token, {streams} streams: {figures[str(streams)]}", flush=True)
     return figures
