@@ -27,28 +27,31 @@ from chat.ports import ModelReply
 
 
 class ReadTicks:
-    """One clock for every stream of a loop: after its first piece, a stream reads the provider
-    only on these ticks, with its connection paused in between (`pause_reading`: the kernel holds
-    what arrives). A provider sends a chunk per token, and every chunk read as it comes costs a
-    wake-up of the loop, a parse, a broadcast append and a feed event; read once per tick, a
+    """One clock for every stream of a loop: after its first piece, a stream takes what the
+    provider sent only on these ticks, its connection paused in between (the kernel holds what
+    arrives). A provider sends a chunk per token, and every chunk taken as it comes costs a
+    wake-up of the loop, a parse, a broadcast append and a feed event; taken once per tick, a
     stream pays that once for all the tokens of the interval. One shared timer per tick, not one
-    per stream. An interval of 0 reads every chunk as it comes."""
+    per stream. An interval of 0 takes every chunk as it comes."""
 
     def __init__(self, interval_seconds: float) -> None:
         self.interval_seconds = interval_seconds
-        self._next: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
 
-    async def wait(self) -> None:
-        if self._next is None or self._next.done():
-            loop = asyncio.get_running_loop()
-            self._next = loop.create_future()
-            loop.call_later(self.interval_seconds, self._fire, self._next)
-        await asyncio.shield(self._next)  # a cancelled stream must not cancel every other's tick
+    def next_tick(self) -> asyncio.Future[None]:
+        """A future of the next tick, this caller's own (cancelling it touches no other)."""
+        loop = asyncio.get_running_loop()
+        if not self._waiters:
+            loop.call_later(self.interval_seconds, self._fire)
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        return waiter
 
-    @staticmethod
-    def _fire(tick: asyncio.Future[None]) -> None:
-        if not tick.done():
-            tick.set_result(None)
+    def _fire(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class StreamChunks:
@@ -112,6 +115,10 @@ class OpenAIModelStream:
     def __init__(self, response: aiohttp.ClientResponse, model: str, ticks: ReadTicks | None = None) -> None:
         self._response = response
         self._ticks = ticks if ticks is not None and ticks.interval_seconds > 0 else None
+        self._tick: asyncio.Future[None] | None = None
+        self._waited = False
+        if self._ticks is not None:
+            response.content.on_eof(self._provider_finished)
         self._received = response.content.iter_any()  # whatever has arrived, read by read
         self._chunks = StreamChunks()
         self._ready: deque[str] = deque()  # pieces read but not yet handed out
@@ -121,6 +128,7 @@ class OpenAIModelStream:
         self._usage: dict[str, Any] | None = None
         self._ended = False
         self._pieces_handed = False
+        self._consumed = 0  # body bytes taken off aiohttp's buffer
         self.closed = False
 
     async def read_first_piece(self) -> None:
@@ -140,9 +148,9 @@ class OpenAIModelStream:
             if self.closed or (self._ended and self._chunks.failure is None):
                 raise StopAsyncIteration
             try:
-                if not first and self._ticks is not None and not self._ended:
+                if not first and self._ticks is not None and not self._ended and not self._already_received():
                     await self._wait_for_tick()
-                    first = True  # one tick's wait per step; then read until there is text
+                first = True  # at most one tick's wait per step; then read until there is text
                 await self._read()
             except ProviderFailure as failure:
                 if self.closed:
@@ -155,26 +163,42 @@ class OpenAIModelStream:
         self._ready.clear()
         return text
 
+    def _already_received(self) -> bool:
+        """Whether more of the body is waiting in aiohttp's buffer (a provider faster than the
+        tick, or one that sent the whole reply at once): take it now, a tick would only delay it."""
+        content = self._response.content
+        return content.is_eof() or content.total_bytes > self._consumed
+
     async def _wait_for_tick(self) -> None:
-        """Hold the connection paused until the next tick; what arrives meanwhile waits in the
-        kernel and comes in one read. A stop closes the connection: `close` ends the wait's use."""
+        """Until the next tick. The first wait listens (a provider that sent the whole reply at
+        once ends it now, not a tick later); later ones hold the connection paused, so what
+        arrives meanwhile waits in the kernel and comes in one read. A stop ends the wait."""
         assert self._ticks is not None
-        connection = self._response.connection
-        protocol = connection.protocol if connection is not None else None
-        # The socket, not aiohttp's protocol: pausing the protocol pauses its parser too, which
-        # then resumes one HTTP chunk (one token) at a time; the socket paused, everything that
-        # arrived meanwhile is received and parsed in one go.
-        transport = protocol.transport if protocol is not None else None
-        if transport is not None:
-            transport.pause_reading()
+        self._tick = self._ticks.next_tick()
+        transport = None
+        if self._waited:
+            connection = self._response.connection
+            protocol = connection.protocol if connection is not None else None
+            # The socket, not aiohttp's protocol: pausing the protocol pauses its parser too, which
+            # then resumes one HTTP chunk (one token) at a time.
+            transport = protocol.transport if protocol is not None else None
+            if transport is not None:
+                transport.pause_reading()
+        self._waited = True
         try:
-            await self._ticks.wait()
+            await self._tick
         finally:
+            self._tick = None
             if transport is not None and not self.closed and not transport.is_closing():
                 transport.resume_reading()
 
+    def _provider_finished(self) -> None:
+        if self._tick is not None and not self._tick.done():
+            self._tick.set_result(None)
+
     def close(self) -> None:
         self.closed = True
+        self._provider_finished()  # a stream waiting for its tick ends now
         self._end(reuse=False)
 
     @property
@@ -194,6 +218,7 @@ class OpenAIModelStream:
             raise self._chunks.failure
         try:
             received = await anext(self._received, b"")  # b"": the body ended
+            self._consumed += len(received)
             chunks = self._chunks.feed(received) if received else []
         except TRANSPORT_ERRORS as error:
             self._end(reuse=False)

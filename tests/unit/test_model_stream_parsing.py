@@ -14,7 +14,7 @@ import pytest
 
 from adapters.model import completion_reply
 from adapters.model_errors import BROKE_OFF
-from adapters.model_stream import OpenAIModelStream, StreamChunks
+from adapters.model_stream import OpenAIModelStream, ReadTicks, StreamChunks
 from chat.errors import ModelUnavailable
 from chat.ports import ModelReply
 
@@ -108,6 +108,7 @@ class InMemoryResponse:
         if end:
             self.content.feed_eof()
         self.how_let_go: str | None = None
+        self.connection = None  # no socket to pause: the in-memory body
 
     def release(self) -> None:
         self.how_let_go = self.how_let_go or "released"
@@ -201,3 +202,46 @@ def test_a_whole_reply_keeps_the_providers_model_and_usage() -> None:
     completion = {"model": "gpt-test-2026", "choices": [{"message": {"content": "Hi"}}], "usage": USAGE}
 
     assert completion_reply(completion, "asked-model") == ModelReply("Hi", "gpt-test-2026", 7, 3)
+
+
+def test_a_body_already_received_is_taken_at_once_not_a_tick_later() -> None:
+    async def read() -> list[str]:
+        stream = OpenAIModelStream(InMemoryResponse([REPLY]), "asked-model", ReadTicks(60))  # type: ignore[arg-type]
+        await stream.read_first_piece()
+        return [piece async for piece in stream]
+
+    assert asyncio.run(asyncio.wait_for(read(), 5)) == ["Hello there!"]
+
+
+def test_pieces_that_trickle_in_are_taken_together_on_the_next_tick() -> None:
+    async def read() -> list[str]:
+        response = InMemoryResponse([sse(chunk("Hello"), done=False)], end=False)
+        stream = OpenAIModelStream(response, "asked-model", ReadTicks(0.05))  # type: ignore[arg-type]
+        await stream.read_first_piece()
+        first = await anext(stream)
+        waiting = asyncio.ensure_future(anext(stream))  # waits for the tick: nothing has come yet
+        await asyncio.sleep(0)
+        response.content.feed_data(sse(chunk(" there"), done=False))
+        response.content.feed_data(sse(chunk("!"), done=False))
+        return [first, await asyncio.wait_for(waiting, 5)]
+
+    assert asyncio.run(read()) == ["Hello", " there!"]
+
+
+def test_the_providers_end_wakes_a_stream_waiting_for_its_tick() -> None:
+    async def read() -> list[str]:
+        response = InMemoryResponse([sse(chunk("Hello"), done=False)], end=False)
+        stream = OpenAIModelStream(response, "asked-model", ReadTicks(60))  # type: ignore[arg-type]
+        await stream.read_first_piece()
+        pieces = [await anext(stream)]
+        rest = asyncio.ensure_future(collect(stream))
+        await asyncio.sleep(0)
+        response.content.feed_data(sse(chunk(" there"), chunk(usage=USAGE)))
+        response.content.feed_eof()
+        return pieces + await asyncio.wait_for(rest, 5)
+
+    assert asyncio.run(read()) == ["Hello", " there"]
+
+
+async def collect(stream: OpenAIModelStream) -> list[str]:
+    return [piece async for piece in stream]
