@@ -11,10 +11,17 @@ The reply workers and the re-drive sweep start in post_worker_init: once per wor
 after the fork, never in the master. On SIGTERM a worker stops taking webhooks (503, so they are
 re-driven elsewhere), finishes the requests it has, lets running generations finish within the
 grace period and hands back the claims it could not finish.
+
+Metrics (/metrics) use prometheus_client's multiprocess mode: every worker counts into files in
+PROMETHEUS_MULTIPROC_DIR, which a scrape, whichever worker answers it, adds up. The folder is set
+here, before any worker imports prometheus_client, emptied when gunicorn starts (numbers of a
+previous run must not be added in) and a dead worker's live gauges are dropped in child_exit.
 """
 
+import glob
 import os
 import signal
+import tempfile
 import time
 
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
@@ -33,6 +40,21 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 # Time kept back from the grace period for releasing claims before the master's SIGKILL.
 RELEASE_MARGIN_SECONDS = 2.0
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    # In the master, before any worker is forked (they inherit it) or imports prometheus_client.
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not metrics_dir:
+        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ai-chat-metrics-", dir=worker_tmp_dir)
+    for leftover in glob.glob(os.path.join(metrics_dir, "*.db")):
+        os.remove(leftover)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
