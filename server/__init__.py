@@ -44,7 +44,7 @@ def create_app(
     gunicorn.conf.py's post_worker_init starts them after the fork, once per worker.
     """
     settings = config if isinstance(config, Settings) else load_settings(config)
-    configure_logging(settings.effective_log_format, settings.log_level)
+    configure_logging(settings.effective_log_format, settings.log_level, cache_loggers=settings.app_env != "test")
     app = Flask(__name__)
     service = service or build_chat_service(settings)
     install_chat_service(app, service)
