@@ -14,12 +14,13 @@ grace period and hands back the claims it could not finish.
 
 Metrics (/metrics) use prometheus_client's multiprocess mode: every worker counts into files in
 PROMETHEUS_MULTIPROC_DIR, which a scrape, whichever worker answers it, adds up. The folder is set
-here, before any worker imports prometheus_client, emptied when gunicorn starts (numbers of a
-previous run must not be added in) and a dead worker's live gauges are dropped in child_exit.
+here, before prometheus_client is imported, emptied when gunicorn starts (numbers of a previous
+run must not be added in), and a dead worker's live gauges are dropped in child_exit.
 """
 
 import glob
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -38,17 +39,28 @@ accesslog = "-"
 logger_class = "server.gunicorn_logging.StructlogGunicornLogger"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# Set while this file loads: the master imports prometheus_client (through the logger class's
+# package) before any hook runs, and prometheus_client chooses its multiprocess mode on import.
+# Unless given, the folder is this master's own and goes when it exits.
+OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if OWN_METRICS_DIR:
+    metrics_home = worker_tmp_dir or tempfile.gettempdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(metrics_home, f"ai-chat-metrics-{os.getpid()}")
+
 # Time kept back from the grace period for releasing claims before the master's SIGKILL.
 RELEASE_MARGIN_SECONDS = 2.0
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
-    # In the master, before any worker is forked (they inherit it) or imports prometheus_client.
-    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    if not metrics_dir:
-        metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ai-chat-metrics-", dir=worker_tmp_dir)
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
     for leftover in glob.glob(os.path.join(metrics_dir, "*.db")):
         os.remove(leftover)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 
 
 def child_exit(server, worker):  # type: ignore[no-untyped-def]

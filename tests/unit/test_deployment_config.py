@@ -47,6 +47,7 @@ def _gunicorn_default(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A setting of gunicorn.conf.py as it is with nothing set in the environment."""
     for key in list(os.environ):
         monkeypatch.delenv(key)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # the file sets it; undone after the test
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))[name]
 
 
