@@ -22,10 +22,28 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import time
 
-bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+bind = [os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
+
+
+def _any_address() -> str:
+    """All interfaces, IPv6 too where the machine has it (Fly.io's private network is IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        return "0.0.0.0"
+    return "[::]"
+
+
+# METRICS_PORT: a second listener that a platform's scraper reaches over its private network
+# (Fly.io's [metrics] sends no credentials); /metrics answers there without METRICS_TOKEN. The
+# platform's proxy must not route public traffic to it (fly.toml's http_service uses PORT only).
+if os.environ.get("METRICS_PORT"):
+    bind.append(f"{_any_address()}:{int(os.environ['METRICS_PORT'])}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "256"))

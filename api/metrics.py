@@ -1,6 +1,10 @@
-"""GET /metrics: the Prometheus text exposition, for the platform's scraper (Fly.io's [metrics],
-Render's or any Prometheus). Served only when METRICS_TOKEN is set, and only to a request that
-presents it as a bearer token; unset, the route does not exist (404)."""
+"""GET /metrics: the Prometheus text exposition, for the platform's scraper.
+
+Served when METRICS_TOKEN is set, to a request that presents it as a bearer token (Render, or
+any Prometheus with `authorization: {credentials: ...}`), and when METRICS_PORT is set, without a
+token to requests that arrived on that port: a listener of its own (gunicorn.conf.py) that only
+the platform's private network reaches, for Fly.io's scraper, which sends no credentials. With
+neither set the route does not exist (404)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,18 @@ _EXTENSION = "metrics_door"
 
 @dataclass(frozen=True)
 class MetricsDoor:
-    token: str
+    token: str | None
+    private_port: int | None = None
+
+    def admits(self, authorization: str, local_port: int | None) -> bool:
+        if self.private_port is not None and local_port == self.private_port:
+            return True
+        scheme, _, token = authorization.partition(" ")
+        return (
+            self.token is not None
+            and scheme.lower() == "bearer"
+            and hmac.compare_digest(token.strip().encode(), self.token.encode())
+        )
 
 
 def install_metrics_door(app: Flask, door: MetricsDoor) -> None:
@@ -30,10 +45,18 @@ def install_metrics_door(app: Flask, door: MetricsDoor) -> None:
 @metrics_api.get("/metrics")
 def metrics() -> ResponseReturnValue:
     door: MetricsDoor = current_app.extensions[_EXTENSION]
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), door.token.encode()):
+    if not door.admits(request.headers.get("Authorization", ""), _local_port()):
         response = error_response(401, "invalid_token", "/metrics needs the METRICS_TOKEN as a bearer token.")
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     body, content_type = chat_service().metrics.render()
     return Response(body, content_type=content_type, headers={"Cache-Control": "no-store"})
+
+
+def _local_port() -> int | None:
+    """The port this request's connection arrived on (gunicorn's socket; never a header)."""
+    connection = request.environ.get("gunicorn.socket")
+    try:
+        return int(connection.getsockname()[1]) if connection is not None else None
+    except (OSError, IndexError, TypeError, ValueError):
+        return None

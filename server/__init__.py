@@ -63,8 +63,9 @@ def create_app(
     register_error_handlers(app)
     for blueprint in (health, webhook, chat_api, conversations_api, openapi):
         app.register_blueprint(blueprint)
-    if settings.metrics_token is not None:
-        install_metrics_door(app, MetricsDoor(settings.metrics_token.get_secret_value()))
+    if settings.metrics_token is not None or settings.metrics_port is not None:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
+        install_metrics_door(app, MetricsDoor(token, settings.metrics_port))
     CORS(app, resources={r"/api/*": {"origins": settings.allowed_origins}},
          expose_headers=["X-Request-ID", "Retry-After"])
     app.wsgi_app = HttpGuards(app.wsgi_app, settings.request_body_timeout_seconds)  # type: ignore[method-assign]

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from devstack.service_process import ServiceProcess
+from devstack.serving import free_port
 from devstack.stack import LocalStack
 from tests.support.deliveries import deliver, message_event, message_state
 from tests.support.metrics import METRICS_TOKEN, SCRAPE_HEADERS, key, moved, parse
@@ -120,3 +121,17 @@ def test_counters_move_by_exactly_what_the_traffic_did(
     assert after[key("chat_messages_pending")] == 0
     text = httpx.get(f"{service.url}/metrics", headers=SCRAPE_HEADERS).text
     assert owner.conversation_id not in text and stopped_id not in text and owner.user_id not in text
+
+
+def test_the_private_metrics_port_needs_no_token_and_the_public_one_does(stack: LocalStack, state_dir: Path) -> None:
+    """Fly.io's scraper sends no credentials: it scrapes METRICS_PORT over the private network."""
+    port = free_port()
+    service = start_service(stack, state_dir, METRICS_PORT=str(port))
+    try:
+        private = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert private.status_code == 200
+        assert key("chat_replies_total", result="answered") in parse(private.text)
+        public = httpx.get(f"{service.url}/metrics", headers={"Host": f"127.0.0.1:{port}"}, timeout=10)
+        assert public.status_code == 401
+    finally:
+        service.stop()

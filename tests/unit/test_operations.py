@@ -65,21 +65,44 @@ def operated() -> Iterator[Operated]:
 # ----------------------------------------------------------------------------- who may scrape
 
 
+class ArrivedOn:
+    """gunicorn's socket of a request, as /metrics reads its local port."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("10.0.0.1", self.port)
+
+
+PRIVATE_PORT = 9091
+
+
 @pytest.mark.parametrize(
-    ("token_setting", "headers", "status"),
+    ("settings", "headers", "arrived_on", "status"),
     [
-        pytest.param(None, SCRAPE_HEADERS, 404, id="METRICS_TOKEN unset: not served"),
-        pytest.param(METRICS_TOKEN, {}, 401, id="no token"),
-        pytest.param(METRICS_TOKEN, {"Authorization": "Bearer wrong"}, 401, id="wrong token"),
-        pytest.param(METRICS_TOKEN, {"Authorization": f"Basic {METRICS_TOKEN}"}, 401, id="not a bearer token"),
-        pytest.param(METRICS_TOKEN, SCRAPE_HEADERS, 200, id="the token"),
+        pytest.param({}, SCRAPE_HEADERS, None, 404, id="neither METRICS_TOKEN nor METRICS_PORT: not served"),
+        pytest.param({"metrics_token": METRICS_TOKEN}, {}, None, 401, id="no token"),
+        pytest.param({"metrics_token": METRICS_TOKEN}, {"Authorization": "Bearer wrong"}, None, 401, id="wrong token"),
+        pytest.param({"metrics_token": METRICS_TOKEN}, {"Authorization": f"Basic {METRICS_TOKEN}"}, None, 401,
+                     id="not a bearer token"),
+        pytest.param({"metrics_token": METRICS_TOKEN}, SCRAPE_HEADERS, None, 200, id="the token"),
+        pytest.param({"metrics_port": PRIVATE_PORT}, {}, PRIVATE_PORT, 200, id="on the private port: no token needed"),
+        pytest.param({"metrics_port": PRIVATE_PORT}, {}, 8000, 401, id="METRICS_PORT set, asked on the public port"),
+        pytest.param({"metrics_port": PRIVATE_PORT}, {"Host": f"x:{PRIVATE_PORT}"}, 8000, 401,
+                     id="a Host header naming the private port proves nothing"),
+        pytest.param({"metrics_port": PRIVATE_PORT, "metrics_token": METRICS_TOKEN}, SCRAPE_HEADERS, 8000, 200,
+                     id="both: the token on the public port"),
     ],
 )
-def test_metrics_are_served_only_with_their_token(token_setting: str | None, headers: dict[str, str], status: int) -> None:
-    settings = unit_settings(metrics_token=token_setting)
-    chat = fake_chat(settings, metrics=PrometheusMetrics())
+def test_metrics_are_served_only_to_their_scraper(
+    settings: dict[str, Any], headers: dict[str, str], arrived_on: int | None, status: int
+) -> None:
+    configured = unit_settings(**settings)
+    chat = fake_chat(configured, metrics=PrometheusMetrics())
+    environ = {"gunicorn.socket": ArrivedOn(arrived_on)} if arrived_on else {}
     try:
-        response = chat.app(settings).test_client().get("/metrics", headers=headers)
+        response = chat.app(configured).test_client().get("/metrics", headers=headers, environ_base=environ)
         assert response.status_code == status
         if status == 200:
             assert response.content_type.startswith("text/plain; version=")
