@@ -46,7 +46,11 @@ def build_chat_service(settings: Settings) -> ChatService:
     http = shared_http_client(DOOR_CONNECTIONS)
     service_role_key = settings.supabase_service_role_key.get_secret_value()
     store = SupabaseMessageStore(service_client(settings.supabase_url, service_role_key, http))
-    metrics = PrometheusMetrics(count_pending=store.count_pending_messages, multiprocess_dir=settings.prometheus_multiproc_dir)
+    metrics: ServiceMetrics = NO_METRICS  # nobody may scrape: count nothing
+    if settings.metrics_token is not None or settings.metrics_port is not None:
+        metrics = PrometheusMetrics(
+            count_pending=store.count_pending_messages, multiprocess_dir=settings.prometheus_multiproc_dir
+        )
     session = LoopSession(max_connections=settings.reply_concurrency + DOOR_CONNECTIONS)
     reply_store = PostgrestReplyStore(settings.supabase_url, service_role_key, session)
     model = OpenAIChatModel(

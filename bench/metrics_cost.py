@@ -1,0 +1,131 @@
+"""`python -m bench.metrics_cost`: what /metrics costs the pipeline's throughput.
+
+Two services on one local stack, as the Procfile runs them: one with neither METRICS_TOKEN nor
+METRICS_PORT (nothing is counted) and one counting everything, scraped once a second while it
+works (fifteen times Prometheus' default interval, and Fly.io's). Both answer the same load (the
+pipeline figure: 16 conversations, the fake model at 0 ms, so the service's own CPU is all there
+is to see), the webhook pointed at each in turn, alternated `--repeats` times so the machine's
+noise falls on both sides. Writes bench/results/metrics.json.
+
+    .venv/bin/python -m bench.metrics_cost            # about a minute on 2 cores
+    .venv/bin/python -m bench.metrics_cost --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import pipeline
+from bench.config import BenchConfig
+from bench.fixtures import create_virtual_users
+from bench.harness import BenchEnvironment, bench_environment
+from devstack.service_process import REPO_ROOT, ServiceProcess
+from devstack.serving import free_port
+
+TOKEN = "bench-metrics-token"
+SCRAPE_INTERVAL_SECONDS = 1.0
+CONVERSATIONS = 16
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.metrics_cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smoke run: small counts")
+    parser.add_argument("--repeats", type=int, default=None, help="alternations of the two sides (default 4)")
+    parser.add_argument("--output-dir", type=Path, default=REPO_ROOT / "bench" / "results")
+    known, _ = parser.parse_known_args(argv)
+    return known
+
+
+class Scraper:
+    """GET /metrics every interval until stopped; counts the scrapes and anything but a 200."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.scrapes = 0
+        self.failures = 0
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10, headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            while not self._stop.wait(SCRAPE_INTERVAL_SECONDS):
+                response = client.get(f"{self.url}/metrics")
+                self.scrapes += 1
+                self.bytes = len(response.content)
+                if response.status_code != 200:
+                    self.failures += 1
+
+
+def measure(environment: BenchEnvironment, config: BenchConfig, users: list[Any], scraped: bool) -> dict[str, Any]:
+    environment.stack.configure_webhook(f"{environment.service.url}/webhooks/messages")
+    if not scraped:
+        level = pipeline.run_level(environment, config, users, 0.0)
+        return {"throughput_rps": level["throughput_rps"], "overhead_p50_ms": level["overhead_ms"]["p50"],
+                "errors": level["errors"]}
+    with Scraper(environment.service.url) as scraper:
+        level = pipeline.run_level(environment, config, users, 0.0)
+    return {"throughput_rps": level["throughput_rps"], "overhead_p50_ms": level["overhead_ms"]["p50"],
+            "errors": level["errors"], "scrapes": scraper.scrapes, "scrape_failures": scraper.failures,
+            "scrape_bytes": scraper.bytes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 4)
+    config = BenchConfig(pipeline_messages_fast=40 if args.quick else 600)
+    with bench_environment() as plain:
+        counting = ServiceProcess({**plain.env, "METRICS_TOKEN": TOKEN}, port=free_port(),
+                                  log_path=plain.state_dir / "service-metrics.log").start()
+        try:
+            metered = dataclasses.replace(plain, service=counting)
+            plain.set_model_latency(0)
+            users = create_virtual_users(plain, CONVERSATIONS, "metrics cost")
+            pipeline.run_level(plain, config, users[:4], 0.0)  # warm both up: connections, imports
+            pipeline.run_level(metered, config, users[:4], 0.0)
+            runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
+            for _ in range(repeats):
+                runs["without"].append(measure(plain, config, users, scraped=False))
+                runs["with"].append(measure(metered, config, users, scraped=True))
+        finally:
+            counting.stop()
+    without = statistics.median(run["throughput_rps"] for run in runs["without"])
+    with_metrics = statistics.median(run["throughput_rps"] for run in runs["with"])
+    cost_percent = round((1 - with_metrics / without) * 100, 2)
+    result = {
+        "quick": args.quick,
+        "conversations": CONVERSATIONS,
+        "messages_per_run": config.pipeline_messages_fast,
+        "scrape_interval_seconds": SCRAPE_INTERVAL_SECONDS,
+        "median_throughput_rps": {"without_metrics": round(without, 1), "with_metrics_scraped": round(with_metrics, 1)},
+        "cost_percent": cost_percent,
+        "runs": runs,
+    }
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n/metrics cost: pipeline throughput {without:.1f} msg/s without metrics, {with_metrics:.1f} msg/s counting "
+          f"and scraped every {SCRAPE_INTERVAL_SECONDS:.0f} s: {cost_percent:+.2f}% (median of {repeats} alternations)")
+    print(f"wrote {args.output_dir / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
