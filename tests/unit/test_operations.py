@@ -7,13 +7,16 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.prometheus_metrics import PendingMessages, PrometheusMetrics
 from chat.caller import Caller
@@ -296,3 +299,26 @@ def test_a_rest_request_and_its_reply_log_under_its_request_id(operated: Operate
     operated.idle()
     pipeline_lines = [line for line in _lines(log_lines) if "message_id" in line]
     assert pipeline_lines and {line.get("request_id") for line in pipeline_lines} == {"rest-7"}
+
+
+# ----------------------------------------------------------------------------- the docs
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_dashboard_and_the_readme_name_only_metrics_that_are_served() -> None:
+    served: set[str] = set()
+    metrics = PrometheusMetrics(count_pending=lambda: 0)
+    metrics.http_request("/healthz", "GET", 200)  # the one family with no label values known in advance
+    for family in text_string_to_metric_families(metrics.render()[0].decode()):
+        served.add(family.name)
+        served.update(sample.name for sample in family.samples)
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    expressions = " ".join(target["expr"] for panel in dashboard["panels"] for target in panel["targets"])
+    running_it = (ROOT / "README.md").read_text().split("## Running it", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\bchat_[a-z_]+", expressions + running_it))
+    assert named and named <= served, f"not served: {sorted(named - served)}"
+    assert {"chat_first_token_seconds_bucket", "chat_messages_pending", "chat_replies_total"} <= set(
+        re.findall(r"\bchat_[a-z_]+", expressions)
+    )
