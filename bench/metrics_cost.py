@@ -5,7 +5,10 @@ METRICS_PORT (nothing is counted) and one counting everything, scraped once a se
 works (fifteen times Prometheus' default interval, and Fly.io's). Both answer the same load (the
 pipeline figure: 16 conversations, the fake model at 0 ms, so the service's own CPU is all there
 is to see), the webhook pointed at each in turn, alternated `--repeats` times so the machine's
-noise falls on both sides. Writes bench/results/metrics.json.
+noise falls on both sides, each run with conversations of its own (a message one run leaves
+unanswered would hold up its conversation's next). Two figures: the throughput, median over the
+runs none of whose messages was cut off at the deadline, and the service's CPU per answered
+message, which a shared machine disturbs less. Writes bench/results/metrics.json.
 
     .venv/bin/python -m bench.metrics_cost            # about a minute on 2 cores
     .venv/bin/python -m bench.metrics_cost --quick    # a smoke run
@@ -77,15 +80,23 @@ class Scraper:
 
 def measure(environment: BenchEnvironment, config: BenchConfig, users: list[Any], scraped: bool) -> dict[str, Any]:
     environment.stack.configure_webhook(f"{environment.service.url}/webhooks/messages")
-    if not scraped:
+    scraper = Scraper(environment.service.url)
+    if scraped:
+        with scraper:
+            level = pipeline.run_level(environment, config, users, 0.0)
+    else:
         level = pipeline.run_level(environment, config, users, 0.0)
-        return {"throughput_rps": level["throughput_rps"], "overhead_p50_ms": level["overhead_ms"]["p50"],
-                "errors": level["errors"]}
-    with Scraper(environment.service.url) as scraper:
-        level = pipeline.run_level(environment, config, users, 0.0)
-    return {"throughput_rps": level["throughput_rps"], "overhead_p50_ms": level["overhead_ms"]["p50"],
-            "errors": level["errors"], "scrapes": scraper.scrapes, "scrape_failures": scraper.failures,
-            "scrape_bytes": scraper.bytes}
+    run = {"throughput_rps": level["throughput_rps"], "overhead_p50_ms": level["overhead_ms"]["p50"],
+           "service_cpu_ms_per_message": level["cpu"]["ms_per_request"].get("service"),
+           "other_processes_cpu_seconds": level["cpu"]["seconds"].get("other"), "errors": level["errors"]}
+    if scraped:
+        run.update(scrapes=scraper.scrapes, scrape_failures=scraper.failures, scrape_bytes=scraper.bytes)
+    return run
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    whole = [run[key] for run in runs if not run["errors"] and run[key] is not None]
+    return float(statistics.median(whole or [run[key] for run in runs if run[key] is not None]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,18 +109,24 @@ def main(argv: list[str] | None = None) -> int:
         try:
             metered = dataclasses.replace(plain, service=counting)
             plain.set_model_latency(0)
-            users = create_virtual_users(plain, CONVERSATIONS, "metrics cost")
-            pipeline.run_level(plain, config, users[:4], 0.0)  # warm both up: connections, imports
-            pipeline.run_level(metered, config, users[:4], 0.0)
+            users = create_virtual_users(plain, CONVERSATIONS * (2 * repeats + 1), "metrics cost")
+            batches = [users[i * CONVERSATIONS:(i + 1) * CONVERSATIONS] for i in range(2 * repeats + 1)]
+            plain.stack.configure_webhook(f"{plain.service.url}/webhooks/messages")
+            pipeline.run_level(plain, config, batches[0][:4], 0.0)  # warm both up: connections, imports
+            metered.stack.configure_webhook(f"{metered.service.url}/webhooks/messages")
+            pipeline.run_level(metered, config, batches[0][4:8], 0.0)
             runs: dict[str, list[dict[str, Any]]] = {"without": [], "with": []}
-            for _ in range(repeats):
-                runs["without"].append(measure(plain, config, users, scraped=False))
-                runs["with"].append(measure(metered, config, users, scraped=True))
+            for repeat in range(repeats):
+                runs["without"].append(measure(plain, config, batches[1 + 2 * repeat], scraped=False))
+                runs["with"].append(measure(metered, config, batches[2 + 2 * repeat], scraped=True))
         finally:
             counting.stop()
-    without = statistics.median(run["throughput_rps"] for run in runs["without"])
-    with_metrics = statistics.median(run["throughput_rps"] for run in runs["with"])
+    without = median_of(runs["without"], "throughput_rps")
+    with_metrics = median_of(runs["with"], "throughput_rps")
     cost_percent = round((1 - with_metrics / without) * 100, 2)
+    cpu_without = median_of(runs["without"], "service_cpu_ms_per_message")
+    cpu_with = median_of(runs["with"], "service_cpu_ms_per_message")
+    cpu_cost_percent = round((cpu_with / cpu_without - 1) * 100, 2)
     result = {
         "quick": args.quick,
         "conversations": CONVERSATIONS,
@@ -117,12 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         "scrape_interval_seconds": SCRAPE_INTERVAL_SECONDS,
         "median_throughput_rps": {"without_metrics": round(without, 1), "with_metrics_scraped": round(with_metrics, 1)},
         "cost_percent": cost_percent,
+        "median_service_cpu_ms_per_message": {
+            "without_metrics": round(cpu_without, 2), "with_metrics_scraped": round(cpu_with, 2)
+        },
+        "cpu_cost_percent": cpu_cost_percent,
         "runs": runs,
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n/metrics cost: pipeline throughput {without:.1f} msg/s without metrics, {with_metrics:.1f} msg/s counting "
           f"and scraped every {SCRAPE_INTERVAL_SECONDS:.0f} s: {cost_percent:+.2f}% (median of {repeats} alternations)")
+    print(f"service CPU per message: {cpu_without:.2f} ms without, {cpu_with:.2f} ms with: {cpu_cost_percent:+.2f}%")
     print(f"wrote {args.output_dir / 'metrics.json'}")
     return 0
 
