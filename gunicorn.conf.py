@@ -1,13 +1,15 @@
 """gunicorn settings, read from the environment so the Procfile stays one line.
 
-gthread workers: the service is I/O-bound (it waits on Supabase, the model, and, for POST
-/api/chat, on the reply), so each worker process holds many requests in threads; idle threads
-are created only when needed. Threads rather than gevent because the openai and supabase
-clients, the reply workers and the waiter all block in plain threads, with no monkey-patching
-to get wrong. WEB_CONCURRENCY processes x GUNICORN_THREADS threads is how many requests (waiting
-ones included) one instance serves at once.
+gthread workers for the doors: a request is short, except POST /api/chat, which waits on its
+reply, so each worker process holds many requests in threads; idle threads are created only when
+needed. The replies themselves are not generated in these threads: each worker process runs one
+reply engine, an asyncio event loop in a thread of its own, where every reply is a task (see
+chat/engine.py). Threads rather than gevent for the doors because supabase-py and the waiter block
+in plain threads, with no monkey-patching to get wrong. WEB_CONCURRENCY processes x
+GUNICORN_THREADS threads is how many requests (waiting ones included) one instance serves at
+once; one process per CPU is enough, since a process's replies share one loop.
 
-The reply workers and the re-drive sweep start in post_worker_init: once per worker process,
+The reply engine and the re-drive sweep start in post_worker_init: once per worker process,
 after the fork, never in the master. On SIGTERM a worker stops taking webhooks (503, so they are
 re-driven elsewhere), finishes the requests it has, lets running generations finish within the
 grace period and hands back the claims it could not finish.
@@ -111,6 +113,6 @@ def worker_exit(server, worker):  # type: ignore[no-untyped-def]
     started = getattr(worker, "shutdown_started_at", time.monotonic())
     remaining = graceful_timeout - (time.monotonic() - started) - RELEASE_MARGIN_SECONDS
     if chat_service(wsgi).finish_shutdown(max(remaining, 0.0)):
-        # Generations were handed back: waiting for their threads would only end in the master's
+        # Generations were handed back: waiting for them would only end in the master's
         # SIGKILL. Leave now; any reply they still write is deduplicated by reply_to.
         os._exit(0)

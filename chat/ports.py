@@ -7,11 +7,13 @@ Method names are the SQL functions they call, so a reader can go from a call to 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chat.caller import Caller
 from chat.outcome import MessageOutcome
+from chat.reply_feed import ReplyFeed
 
 
 @dataclass(frozen=True)
@@ -248,3 +250,29 @@ class ReplyBroadcaster(Protocol):
     async def send(self, messages: list[Broadcast]) -> None:
         """Send all of them in one request. Raises BroadcastFailed; a lost broadcast loses no
         text (the row has it: clients re-read it), so callers log and go on."""
+
+
+class ChannelFollowing(Protocol):
+    """One follower's hold on a conversation's channel."""
+
+    @property
+    def joined(self) -> bool:
+        """Realtime has admitted the join and the socket is up: from here on the channel brings
+        every reply event of the conversation. Before (and after a dropped socket, until the
+        join is made again) the reply row is the only complete source."""
+
+
+class ReplyChannels(Protocol):
+    """Realtime Broadcast received: the reply events of `chat:<conversation_id>`, so that an SSE
+    request hears a reply generated in another process or instance as soon as a browser does."""
+
+    def follow(self, conversation_id: str) -> AbstractContextManager[ChannelFollowing]:
+        """While held, the conversation's reply events reach the process's ReplyFeed as FeedEvents,
+        under their message_id. Called from a door's thread; never waits on the network (the join
+        goes out in the background, and what was broadcast before it lands is in the row)."""
+
+
+RunSoon = Callable[[Callable[[], object]], None]
+ReplyChannelsFactory = Callable[[ReplyFeed, RunSoon], ReplyChannels]
+"""Builds the process's ReplyChannels once its feed and reply engine exist: events go into the
+feed, and the socket work runs on the engine's loop, reached through `call_soon` (RunSoon)."""

@@ -124,11 +124,16 @@ class ChatService:
         that could not finish, so another instance answers them now rather than after the lease.
         Returns the released message ids."""
         self.begin_shutdown()
-        if self.engine.drain(drain_seconds):
-            return []
-        released = self.engine.run(self._release_claims(self.pipeline.active_claims()))
-        logger.info("shutdown released unfinished claims", count=len(released))
-        return released
+        try:
+            if self.engine.drain(drain_seconds):
+                return []
+            released = self.engine.run(self._release_claims(self.pipeline.active_claims()))
+            logger.info("shutdown released unfinished claims", count=len(released))
+            return released
+        finally:
+            # The loop's thread must not outlive the interpreter's finalization (its C event
+            # loop would crash the exiting worker); closing it also closes its sockets.
+            self.engine.close(timeout_seconds=1.0)
 
     async def _release_claims(self, claims: dict[str, str]) -> list[str]:
         released = []

@@ -6,6 +6,7 @@ in-memory fakes."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
@@ -16,6 +17,7 @@ from adapters.http_session import LoopSession
 from adapters.message_store import SupabaseMessageStore, service_client, shared_http_client
 from adapters.model import OpenAIChatModel
 from adapters.prometheus_metrics import PrometheusMetrics
+from adapters.realtime_channels import RealtimeReplyChannels
 from adapters.reply_store import PostgrestReplyStore
 from chat.broadcasts import ReplyBroadcasts
 from chat.direct_chat import DirectChat
@@ -26,7 +28,16 @@ from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.model_allowlist import ModelAllowlist
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
-from chat.ports import CallerStoreFactory, ChatModel, MessageStore, ReplyBroadcaster, ReplyStore, StreamingChatModel
+from chat.ports import (
+    CallerStoreFactory,
+    ChatModel,
+    MessageStore,
+    ReplyBroadcaster,
+    ReplyChannelsFactory,
+    ReplyStore,
+    RunSoon,
+    StreamingChatModel,
+)
 from chat.readiness import Probe, Readiness
 from chat.redrive import RedriveSweep
 from chat.reply_feed import ReplyFeed
@@ -62,21 +73,39 @@ def build_chat_service(settings: Settings) -> ChatService:
         retry_initial_seconds=settings.model_retry_initial_seconds,
         retry_max_seconds=settings.model_retry_max_seconds,
         reply_max_tokens=settings.reply_max_tokens,
+        stream_read_interval_seconds=settings.stream_read_interval_ms / 1000,
         metrics=metrics,
     )
     callers = caller_store_factory(settings.supabase_url, settings.supabase_anon_key.get_secret_value(), http)
     broadcaster = RealtimeBroadcaster(settings.supabase_url, service_role_key, session)
+
+    channels: list[RealtimeReplyChannels] = []  # built by the assembly, once the feed and the engine exist
+
+    def reply_channels(feed: ReplyFeed, call_soon: RunSoon) -> RealtimeReplyChannels:
+        channels.append(RealtimeReplyChannels(settings.supabase_url, service_role_key, session, feed, call_soon))
+        return channels[-1]
+
+    async def close_channels() -> None:  # before the session its socket is on
+        for each in channels:
+            await each.close()
+
     return assemble_chat_service(
-        settings,
-        store,
-        reply_store,
-        callers,
-        model,
-        broadcaster,
-        on_stop=[session.close],
+        settings, store, reply_store, callers, model, broadcaster, on_stop=[close_channels, session.close],
+        reply_channels=reply_channels,
+        new_loop=_fastest_event_loop(),
         metrics=metrics,
         probes={"model": model.ping, "realtime": broadcaster.ping},
     )
+
+
+def _fastest_event_loop() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop (libuv, in C) where it is installed: the loop's own work per wake-up is a
+    third of a streamed token's cost on asyncio's pure-Python loop. asyncio's elsewhere."""
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
 
 
 def assemble_chat_service(
@@ -87,12 +116,16 @@ def assemble_chat_service(
     model: ChatModel,
     broadcaster: ReplyBroadcaster | None = None,
     on_stop: list[LoopHook] | None = None,
+    reply_channels: ReplyChannelsFactory | None = None,
+    new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
     metrics: ServiceMetrics = NO_METRICS,
     probes: Mapping[str, AsyncProbe] | None = None,
 ) -> ChatService:
     """The domain around its ports: pipeline, reply engine, sweep, waiter, direct chat, siblings.
-    With a broadcaster and a model that streams, replies are streamed. `probes` are readiness
-    checks run on the reply engine's loop (the model, Realtime), beside the database's."""
+    With a broadcaster and a model that streams, replies are streamed, and SSE requests follow
+    the reply channels (`reply_channels`, built on the process's feed and engine) as well as the
+    in-process feed. `probes` are readiness checks run on the reply engine's loop (the model,
+    Realtime), beside the database's."""
     waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
     streaming = _streaming(settings, reply_store, model, broadcaster, metrics)
     siblings = SiblingNotifier(on_settled=waiter.notify)
@@ -115,18 +148,25 @@ def assemble_chat_service(
         metrics=metrics,
     )
     stop_hooks = [streaming.broadcasts.close] if streaming is not None else []
-    engine = ReplyEngine(pipeline.answer, settings.reply_concurrency, settings.reply_queue_size, [*stop_hooks, *(on_stop or [])])
+    engine = ReplyEngine(
+        pipeline.answer, settings.reply_concurrency, settings.reply_queue_size, [*stop_hooks, *(on_stop or [])], new_loop
+    )
     pipeline.hand_on = engine.submit  # a settled message's successor in its conversation goes next
     direct_chat = DirectChat(waiter, reply_timeout_seconds=settings.chat_reply_timeout_seconds)
+    feed = streaming.feed if streaming is not None else ReplyFeed()
     direct_stream = DirectStream(
         direct_chat,
         waiter,
-        streaming.feed if streaming is not None else ReplyFeed(),
+        feed,
         generate_here=engine.submit,
         generating_here=pipeline.holds_claim,
         poll_interval_seconds=settings.chat_poll_interval_seconds,
         heartbeat_seconds=settings.stream_sse_heartbeat_seconds,
         idle_timeout_seconds=settings.chat_reply_timeout_seconds,
+        # Whole answers are not broadcast: then there is no channel to follow, only the row.
+        channels=reply_channels(feed, engine.call_soon) if streaming is not None and reply_channels is not None else None,
+        # The row gains text once per checkpoint: read more often, it could not add to the channel.
+        joined_poll_interval_seconds=max(settings.stream_checkpoint_seconds, settings.chat_poll_interval_seconds),
     )
     return ChatService(
         store=store,

@@ -1,8 +1,9 @@
 """POST /api/chat/<id> with `Accept: text/event-stream`, through the running service: deltas that
 spell the reply and a `done` carrying the JSON answer; the same from a second instance whose own
-workers cannot take the message (it follows the row another instance writes); heartbeats on an
-idle stream; a caller that disconnects leaves the generation to finish; a stop ends the stream;
-refusals before the stream are the JSON errors with their status codes."""
+workers cannot take the message (it hears the reply another instance generates from the
+conversation's Realtime channel, piece by piece, where the row has only its first piece);
+heartbeats on an idle stream; a caller that disconnects leaves the generation to finish; a stop
+ends the stream; refusals before the stream are the JSON errors with their status codes."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from devstack.stack import LocalStack
 from tests.support.deliveries import deliver, message_event, pending_message, replies_to
 from tests.support.polling import wait_until
 from tests.support.processes import start_service
-from tests.support.stack import FakeModelControl
+from tests.support.stack import UNCONFIGURED_WEBHOOK, FakeModelControl
 from tests.support.streaming import reply_row, sse_events, words
 from tests.support.users import SignedUpUser
 
@@ -184,3 +185,49 @@ def test_sse_from_a_second_instance_follows_the_reply_another_instance_generates
     assert len(deltas) >= 2  # followed the checkpoints as they came, not only the end
     assert spelled(events) == done["response"]
     assert ("comment", "heartbeat") in events
+
+
+@pytest.fixture
+def instance_without_checkpoints(stack: LocalStack, state_dir: Path) -> Iterator[ServiceProcess]:
+    """An instance whose reply rows hold only their first piece until the reply ends (its
+    checkpoints are a minute apart), where the database's webhook goes for this test."""
+    service = start_service(stack, state_dir, STREAM_CHECKPOINT_SECONDS="60", LEASE_SECONDS="60", REDRIVE_INTERVAL_SECONDS="0")
+    yield service
+    stack.configure_webhook(UNCONFIGURED_WEBHOOK)
+    service.stop()
+
+
+def test_sse_hears_a_reply_another_instance_generates_from_its_channel_ahead_of_the_row(
+    instance_without_checkpoints: ServiceProcess, second_instance: ServiceProcess, fake_model: FakeModelControl,
+    stack: LocalStack, db: psycopg.Connection, alice: SignedUpUser,
+) -> None:
+    # The second instance's only worker is busy, so the message is answered where the webhook goes.
+    fake_model.queue_faults({"kind": "hang", "seconds": 3}, match="occupy")
+    busy, busy_conversation = pending_message(db, "occupy the worker")
+    stack.configure_webhook(f"{instance_without_checkpoints.url}/webhooks/messages")
+    assert deliver(second_instance.url, stack.webhook_secret, message_event(busy, busy_conversation)).status_code == 202
+    wait_until(lambda: fake_model.requests(match="occupy"))
+    fake_model.set_pace(first_token_ms=0, tokens_per_second=25)
+    api = alice.api(second_instance.url)
+    text = words(40, "near")
+    events: list[tuple[str, object]] = []
+    row_behind: list[tuple[int, int]] = []  # (characters the caller had, characters the row had) at a delta
+
+    with api.stream("POST", f"/api/chat/{new_conversation(api)}", json={"message": text}, headers=SSE) as response:
+        for kind, data in sse_events(response.iter_lines()):
+            events.append((kind, data))
+            if kind == "delta" and not row_behind:
+                row = db.execute(
+                    "select reply.content from public.messages reply join public.messages asked on reply.reply_to = asked.id"
+                    " where asked.content = %s and reply.status = 'streaming'", (text,)
+                ).fetchone()
+                if row is not None and len(spelled(events)) > len(row[0]):
+                    row_behind.append((len(spelled(events)), len(row[0])))
+
+    done = events[-1][1]
+    assert events[-1][0] == "done" and isinstance(done, dict)
+    assert done["response"] == f"Echo: {text}" == spelled(events)
+    # A piece the row did not have yet, while the reply was still streaming: only the channel brings that.
+    assert row_behind, "every delta was one the reply row already held"
+    assert [m["id"] for m in api.get(f"/api/chat/{done['conversation_id']}/history").json()["messages"]] == [
+        done["message_id"], done["reply_id"]]

@@ -29,7 +29,8 @@ def test_reply_tokens_as_reported_are_charged_and_then_refuse(
     conversation = new_conversation(rest, system_prompt="You are terse.")
     question = "What is the capital of France? Answer in one word."
     assert insert_messages(rest, conversation, [question]).status_code == 201
-    wait_until(lambda: db.execute("select 1 from public.messages where role = 'assistant'").fetchone())
+    # Settled, not merely begun: a streamed reply's row exists from its first token.
+    wait_until(lambda: db.execute("select 1 from public.messages where role = 'assistant' and status = 'done'").fetchone())
 
     sent = fake_model.requests()
     assert len(sent) == 1

@@ -69,7 +69,7 @@ def test_pieces_spell_the_reply_and_usage_comes_from_the_last_chunk(
     pieces, reply = loop.run(read())
 
     assert "".join(pieces) == f"Echo: {TEXT}"
-    assert len(pieces) == 31
+    assert 1 <= len(pieces) <= 31  # each step yields all that one read brought (the fake sends 31 chunks)
     assert reply == ModelReply(
         content=f"Echo: {TEXT}",
         model="fake-model",

@@ -8,10 +8,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from devstack.gateway.app import create_gateway
 from devstack.keys import JwtKeys
-from devstack.serving import RunningServer, free_port, serve_in_thread
 from devstack.stack import LocalStack
+from tests.support.gateway import RestartableGateway
 from tests.support.realtime import (
     ChatUser,
     NodeFrontend,
@@ -23,31 +22,6 @@ from tests.support.realtime import (
 
 # The Python client reads the close code through an attribute websockets has deprecated.
 pytestmark = pytest.mark.filterwarnings("ignore:ConnectionClosed:DeprecationWarning")
-
-
-class RestartableGateway:
-    """A gateway of its own on a fixed port, over the session's database, that a test can restart."""
-
-    def __init__(self, database_url: str, keys: JwtKeys) -> None:
-        self.database_url = database_url
-        self.keys = keys
-        self.port = free_port()
-        self.server: RunningServer = self._serve()
-
-    def _serve(self) -> RunningServer:
-        app = create_gateway(self.database_url, self.keys, login_as_authenticator=True)
-        return serve_in_thread(app, "127.0.0.1", self.port)
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def restart(self) -> None:
-        self.server.stop()
-        self.server = self._serve()
-
-    def stop(self) -> None:
-        self.server.stop()
 
 
 @pytest.fixture

@@ -12,13 +12,14 @@ streamed path."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import threading
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,7 +49,7 @@ from chat.ports import (
     TickAnswer,
     WaitingMessage,
 )
-from chat.reply_feed import ReplyFeed
+from chat.reply_feed import ReplyFeed, feed_event_of
 from chat.streaming import ReplyStreaming
 
 
@@ -557,6 +558,7 @@ class RecordingBroadcaster:
     def __init__(self) -> None:
         self.requests: list[list[Broadcast]] = []
         self.fail_next = False
+        self.subscribers: list[Callable[[list[Broadcast]], None]] = []  # Realtime's receivers (InMemoryReplyChannels)
         self.down: Exception | None = None  # what the readiness probe raises while set
 
     async def ping(self) -> None:
@@ -568,9 +570,38 @@ class RecordingBroadcaster:
             self.fail_next = False
             raise BroadcastFailed("down")
         self.requests.append(messages)
+        for deliver in self.subscribers:
+            deliver(messages)
 
     def events(self) -> list[tuple[str, dict[str, Any]]]:
         return [(m.event, m.payload) for request in self.requests for m in request]
+
+
+class InMemoryReplyChannels:
+    """chat.ports.ReplyChannels on a RecordingBroadcaster, as Realtime would relay it: what is
+    sent on a followed conversation's channel reaches the feed, joined at once. Several processes'
+    channels may share one broadcaster (a reply generated in another process)."""
+
+    def __init__(self, broadcaster: RecordingBroadcaster, feed: ReplyFeed) -> None:
+        self.feed = feed
+        self.followers: dict[str, int] = defaultdict(int)  # by topic, chat:<conversation_id>
+        self.joined = True
+        broadcaster.subscribers.append(self.deliver)
+
+    @contextlib.contextmanager
+    def follow(self, conversation_id: str) -> Iterator[InMemoryReplyChannels]:
+        topic = f"chat:{conversation_id}"
+        self.followers[topic] += 1
+        try:
+            yield self
+        finally:
+            self.followers[topic] -= 1
+
+    def deliver(self, messages: list[Broadcast]) -> None:
+        for message in messages:
+            routed = feed_event_of(message.event, message.payload) if self.followers[message.topic] else None
+            if routed is not None:
+                self.feed.publish(*routed)
 
 
 def reply_streaming(store: InMemoryMessageStore, model: ScriptedModel, broadcaster: RecordingBroadcaster) -> ReplyStreaming:

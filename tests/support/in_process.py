@@ -17,6 +17,7 @@ from tests.support.fakes import (
     InMemoryCallerStore,
     InMemoryDatabase,
     InMemoryMessageStore,
+    InMemoryReplyChannels,
     RecordingBroadcaster,
     ScriptedModel,
     caller_stores,
@@ -77,12 +78,8 @@ def fake_chat(
     open_caller_store, opened = caller_stores(database)
     broadcaster = RecordingBroadcaster()
     service = assemble_chat_service(
-        settings or unit_settings(),
-        store,
-        store,
-        open_caller_store,
-        model,
-        broadcaster,
+        settings or unit_settings(), store, store, open_caller_store, model, broadcaster,
+        reply_channels=lambda feed, _call_soon: InMemoryReplyChannels(broadcaster, feed),
         metrics=metrics,
         probes={"model": model.ping, "realtime": broadcaster.ping},
     )

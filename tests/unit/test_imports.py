@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_PACKAGES = ("adapters", "api", "chat", "doors", "server", "webhook")
 # Loaded before forking, so each child starts with the libraries warm and no product module.
-THIRD_PARTY = ("flask", "flask_cors", "gunicorn", "httpx", "jwt", "openai", "postgrest", "pydantic",
+THIRD_PARTY = ("aiohttp", "flask", "flask_cors", "gunicorn", "httpx", "jwt", "orjson", "postgrest", "pydantic",
                "pydantic_settings", "standardwebhooks", "structlog", "supabase", "tenacity")
 # server.wsgi builds the app from the environment at import, as gunicorn does.
 IMPORT_ENVIRONMENT = {
@@ -87,6 +87,11 @@ FORBIDDEN = [
     pytest.param("webhook", {"server", "api"}, id="event door: no app factory, no other door"),
     pytest.param("api", {"server", "webhook"}, id="REST door: no app factory, no other door"),
     pytest.param("doors", {"server", "api", "webhook", "adapters"}, id="shared door helpers: nothing above"),
+    pytest.param("chat", {"server", "api", "webhook", "doors", "adapters", "flask", "werkzeug", "supabase", "postgrest",
+                          "httpx", "aiohttp", "openai", "orjson", "uvloop", "gunicorn"},
+                 id="the domain: no door, no adapter, no web or client library"),
+    pytest.param("adapters", {"server", "api", "webhook", "doors", "flask", "werkzeug", "gunicorn"},
+                 id="adapters: never Flask, never a door"),
 ]
 
 
