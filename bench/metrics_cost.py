@@ -6,9 +6,10 @@ works (fifteen times Prometheus' default interval, and Fly.io's). Both answer th
 pipeline figure: 16 conversations, the fake model at 0 ms, so the service's own CPU is all there
 is to see), the webhook pointed at each in turn, alternated `--repeats` times so the machine's
 noise falls on both sides, each run with conversations of its own (a message one run leaves
-unanswered would hold up its conversation's next). Two figures: the throughput, median over the
-runs none of whose messages was cut off at the deadline, and the service's CPU per answered
-message, which a shared machine disturbs less. Writes bench/results/metrics.json.
+unanswered would hold up its conversation's next). Three figures: the throughput and the
+service's CPU per answered message (medians over the runs; CPU is what a shared machine disturbs
+less), and, in this process, what counting one reply and rendering one scrape cost on their own.
+Writes bench/results/metrics.json.
 
     .venv/bin/python -m bench.metrics_cost            # about a minute on 2 cores
     .venv/bin/python -m bench.metrics_cost --quick    # a smoke run
@@ -21,7 +22,9 @@ import dataclasses
 import json
 import statistics
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,14 +98,41 @@ def measure(environment: BenchEnvironment, config: BenchConfig, users: list[Any]
 
 
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
-    whole = [run[key] for run in runs if not run["errors"] and run[key] is not None]
-    return float(statistics.median(whole or [run[key] for run in runs if run[key] is not None]))
+    return float(statistics.median(run[key] for run in runs if run[key] is not None))
+
+
+def micro() -> dict[str, float]:
+    """Counting one streamed reply's worth (a delivery, a model call, the first token, the tokens,
+    the reply) and rendering one scrape, in a fresh process's multiprocess folder."""
+    import os
+    import subprocess
+
+    code = (
+        "import time\n"
+        "from adapters.prometheus_metrics import PrometheusMetrics\n"
+        "import os\n"
+        "m = PrometheusMetrics(count_pending=lambda: 3, multiprocess_dir=os.environ['PROMETHEUS_MULTIPROC_DIR'])\n"
+        "for route in ('/webhooks/messages', '/api/chat/<conversation_id>', '/metrics', '/readyz'):\n"
+        "    for status in (200, 202, 401, 503): m.http_request(route, 'POST', status)\n"
+        "n = 20000; t = time.perf_counter()\n"
+        "for _ in range(n):\n"
+        "    m.webhook_delivery('accepted'); m.model_call('ok'); m.first_token(0.2); m.tokens(300, 200)\n"
+        "    m.reply_finished('answered', 1.5); m.http_request('/webhooks/messages', 'POST', 202)\n"
+        "reply_us = (time.perf_counter() - t) / n * 1e6\n"
+        "n = 200; t = time.perf_counter()\n"
+        "for _ in range(n): m.render()\n"
+        "print(reply_us, (time.perf_counter() - t) / n * 1000)\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="metrics-cost-") as folder:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT,
+                             env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": folder}).stdout.split()
+    return {"counting_us_per_reply": round(float(out[0]), 1), "render_ms_per_scrape": round(float(out[1]), 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 4)
-    config = BenchConfig(pipeline_messages_fast=40 if args.quick else 600)
+    repeats = args.repeats or (1 if args.quick else 5)
+    config = BenchConfig(pipeline_messages_fast=40 if args.quick else 320)  # about 10 s a run: no cut-offs
     with bench_environment() as plain:
         counting = ServiceProcess({**plain.env, "METRICS_TOKEN": TOKEN}, port=free_port(),
                                   log_path=plain.state_dir / "service-metrics.log").start()
@@ -127,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     cpu_without = median_of(runs["without"], "service_cpu_ms_per_message")
     cpu_with = median_of(runs["with"], "service_cpu_ms_per_message")
     cpu_cost_percent = round((cpu_with / cpu_without - 1) * 100, 2)
+    started = time.perf_counter()
+    alone = micro()
+    alone["measured_in_seconds"] = round(time.perf_counter() - started, 1)
     result = {
         "quick": args.quick,
         "conversations": CONVERSATIONS,
@@ -138,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             "without_metrics": round(cpu_without, 2), "with_metrics_scraped": round(cpu_with, 2)
         },
         "cpu_cost_percent": cpu_cost_percent,
+        "alone": alone,
         "runs": runs,
     }
     args.output_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n/metrics cost: pipeline throughput {without:.1f} msg/s without metrics, {with_metrics:.1f} msg/s counting "
           f"and scraped every {SCRAPE_INTERVAL_SECONDS:.0f} s: {cost_percent:+.2f}% (median of {repeats} alternations)")
     print(f"service CPU per message: {cpu_without:.2f} ms without, {cpu_with:.2f} ms with: {cpu_cost_percent:+.2f}%")
+    print(f"alone: counting a reply {alone['counting_us_per_reply']} us "
+          f"({alone['counting_us_per_reply'] / 10 / cpu_without:.2f}% of a message's {cpu_without:.2f} ms), "
+          f"rendering a scrape {alone['render_ms_per_scrape']} ms")
     print(f"wrote {args.output_dir / 'metrics.json'}")
     return 0
 
