@@ -72,6 +72,8 @@ RELEASE_MARGIN_SECONDS = 2.0
 
 
 def on_starting(server):  # type: ignore[no-untyped-def]
+    if not (os.environ.get("METRICS_TOKEN") or os.environ.get("METRICS_PORT")):
+        return  # nothing is counted (server/wiring.py): no folder to keep
     metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
     os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
     for leftover in glob.glob(os.path.join(metrics_dir, "*.db")):
