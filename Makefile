@@ -28,8 +28,8 @@ lint: install
 
 ## Every benchmark figure in one run (about 10 minutes on 2 cores): prints a table, writes
 ## bench/results/latest.json and bench/results/latency.png, then the Realtime figures
-## (bench/results/realtime.json), the streaming figures (bench/results/streaming.json) and the
-## chat page's (bench/results/chat_page.json).
+## (bench/results/realtime.json), the streaming figures (bench/results/streaming.json), the chat
+## page's (bench/results/chat_page.json) and what /metrics costs (bench/results/metrics.json).
 ## `make bench BENCH_ARGS=--quick` for a smoke run.
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
@@ -37,6 +37,7 @@ bench: install
 	$(PY) -m bench.realtime $(BENCH_ARGS)
 	$(PY) -m bench.streaming $(BENCH_ARGS)
 	$(PY) -m bench.chat_page $(BENCH_ARGS)
+	$(PY) -m bench.metrics_cost $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache

@@ -13,13 +13,39 @@ The reply engine and the re-drive sweep start in post_worker_init: once per work
 after the fork, never in the master. On SIGTERM a worker stops taking webhooks (503, so they are
 re-driven elsewhere), finishes the requests it has, lets running generations finish within the
 grace period and hands back the claims it could not finish.
+
+Metrics (/metrics) use prometheus_client's multiprocess mode: every worker counts into files in
+PROMETHEUS_MULTIPROC_DIR, which a scrape, whichever worker answers it, adds up. The folder is set
+here, before prometheus_client is imported, emptied when gunicorn starts (numbers of a previous
+run must not be added in), and a dead worker's live gauges are dropped in child_exit.
 """
 
+import glob
 import os
+import shutil
 import signal
+import socket
+import tempfile
 import time
 
-bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")
+bind = [os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '8000')}")]
+
+
+def _any_address() -> str:
+    """All interfaces, IPv6 too where the machine has it (Fly.io's private network is IPv6)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        return "0.0.0.0"
+    return "[::]"
+
+
+# METRICS_PORT: a second listener that a platform's scraper reaches over its private network
+# (Fly.io's [metrics] sends no credentials); /metrics answers there without METRICS_TOKEN. The
+# platform's proxy must not route public traffic to it (fly.toml's http_service uses PORT only).
+if os.environ.get("METRICS_PORT"):
+    bind.append(f"{_any_address()}:{int(os.environ['METRICS_PORT'])}")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "256"))
@@ -33,8 +59,36 @@ accesslog = "-"
 logger_class = "server.gunicorn_logging.StructlogGunicornLogger"
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
+# Set while this file loads: the master imports prometheus_client (through the logger class's
+# package) before any hook runs, and prometheus_client chooses its multiprocess mode on import.
+# Unless given, the folder is this master's own and goes when it exits.
+OWN_METRICS_DIR = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if OWN_METRICS_DIR:
+    metrics_home = worker_tmp_dir or tempfile.gettempdir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(metrics_home, f"ai-chat-metrics-{os.getpid()}")
+
 # Time kept back from the grace period for releasing claims before the master's SIGKILL.
 RELEASE_MARGIN_SECONDS = 2.0
+
+
+def on_starting(server):  # type: ignore[no-untyped-def]
+    if not (os.environ.get("METRICS_TOKEN") or os.environ.get("METRICS_PORT")):
+        return  # nothing is counted (server/wiring.py): no folder to keep
+    metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(metrics_dir, mode=0o700, exist_ok=True)
+    for leftover in glob.glob(os.path.join(metrics_dir, "*.db")):
+        os.remove(leftover)
+
+
+def on_exit(server):  # type: ignore[no-untyped-def]
+    if OWN_METRICS_DIR:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+def child_exit(server, worker):  # type: ignore[no-untyped-def]
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]

@@ -14,11 +14,13 @@ from chat.errors import BroadcastFailed
 from chat.ports import Broadcast
 
 BROADCAST_TIMEOUT = aiohttp.ClientTimeout(total=10.0)
+PING_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 
 
 class RealtimeBroadcaster:
     def __init__(self, supabase_url: str, service_role_key: str, session: LoopSession) -> None:
         self.url = f"{supabase_url.rstrip('/')}/realtime/v1/api/broadcast"
+        self.ping_url = f"{supabase_url.rstrip('/')}/realtime/v1/api/ping"
         self.headers = {"apikey": service_role_key, "Authorization": f"Bearer {service_role_key}"}
         self.session = session
 
@@ -37,3 +39,14 @@ class RealtimeBroadcaster:
             raise BroadcastFailed(f"Realtime unreachable: {type(error).__name__}") from error
         if status >= 300:
             raise BroadcastFailed(f"Realtime refused the broadcast ({status})")
+
+    async def ping(self) -> None:
+        """Readiness: Realtime's own ping (`GET /api/ping`), through the project's gateway."""
+        try:
+            async with self.session.get().get(self.ping_url, headers=self.headers, timeout=PING_TIMEOUT) as response:
+                status = response.status
+                await response.read()
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise BroadcastFailed(f"Realtime unreachable: {type(error).__name__}") from error
+        if status >= 300:
+            raise BroadcastFailed(f"Realtime answered {status}")

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from postgrest.exceptions import APIError
+from postgrest.types import CountMethod
 from supabase import Client, ClientOptions, create_client
 
 from adapters.http_session import STORE_TIMEOUT_SECONDS
@@ -55,6 +56,15 @@ class SupabaseMessageStore:
         except (httpx.HTTPError, APIError) as error:
             # Not ready whatever the reason; the reason is in the message, for the operator.
             raise StoreUnavailable(str(store_error(error, "the readiness check"))) from error
+
+    def count_pending_messages(self) -> int:
+        try:
+            pending = self.client.table("messages").select("id", count=CountMethod.exact).eq("status", "pending")
+            result = pending.limit(1).execute()
+        except (httpx.HTTPError, APIError) as error:
+            named: ChatError = store_error(error, "counting pending messages")
+            raise named from error
+        return int(result.count or 0)
 
     def settled_messages(self, message_ids: list[str]) -> list[str]:
         rows = self._rpc("settled_messages", {"message_ids": message_ids})

@@ -28,11 +28,13 @@ from adapters.model_errors import (
 from adapters.model_stream import OpenAIModelStream, ReadTicks
 from chat.errors import ModelUnavailable
 from chat.logging import get_logger
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.ports import ModelReply
 
 logger = get_logger(__name__)
 T = TypeVar("T")
 OPENAI_BASE_URL = "https://api.openai.com/v1"
+PING_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 
 
 class OpenAIChatModel:
@@ -48,8 +50,10 @@ class OpenAIChatModel:
         retry_max_seconds: float,
         reply_max_tokens: int = 1024,
         stream_read_interval_seconds: float = 0.0,
+        metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self.url = f"{(base_url or OPENAI_BASE_URL).rstrip('/')}/chat/completions"
+        self.models_url = f"{(base_url or OPENAI_BASE_URL).rstrip('/')}/models"
         self.headers = {"Authorization": f"Bearer {api_key}"}
         self.session = session
         # A whole reply must come within the timeout; a stream only has to keep sending: each
@@ -60,6 +64,7 @@ class OpenAIChatModel:
         self.max_attempts = max_attempts
         self.retry_max_seconds = retry_max_seconds
         self.reply_max_tokens = reply_max_tokens
+        self.metrics = metrics
         self._backoff = wait_exponential_jitter(
             multiplier=retry_initial_seconds, jitter=retry_initial_seconds, max=retry_max_seconds
         )
@@ -73,6 +78,17 @@ class OpenAIChatModel:
         `complete` does until then (nothing has been shown to anyone yet). Errors after the first
         piece are the caller's: see OpenAIModelStream."""
         return await self._retried(lambda: self._open_stream(messages, model))
+
+    async def ping(self) -> None:
+        """Readiness: list the models (free, and needs a valid key), without retries."""
+        try:
+            async with self.session.get().get(self.models_url, headers=self.headers, timeout=PING_TIMEOUT) as response:
+                status = response.status
+                await response.read()
+        except TRANSPORT_ERRORS as error:
+            raise ModelUnavailable(f"the model's API is unreachable: {type(error).__name__}") from error
+        if status >= 300:
+            raise ModelUnavailable(f"the model's API answered {status}")
 
     async def _create(self, messages: list[dict[str, str]], model: str) -> dict[str, Any]:
         # max_tokens always: without it the provider's own maximum is what a reply may cost.
@@ -131,10 +147,20 @@ class OpenAIChatModel:
         try:
             async for trying in retrying:
                 with trying:
-                    return await attempt()
+                    return await self._counted(attempt)
         except ProviderFailure as failure:
             raise model_error(failure) from failure
         raise AssertionError("unreachable: tenacity returns or raises")
+
+    async def _counted(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """One request to the model, counted by its outcome."""
+        try:
+            result = await attempt()
+        except ProviderFailure as failure:
+            self.metrics.model_call(failure.meaning.kind)
+            raise
+        self.metrics.model_call("ok")
+        return result
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
@@ -143,8 +169,8 @@ class OpenAIChatModel:
             return min(server_says, self.retry_max_seconds)
         return float(self._backoff(state))
 
-    @staticmethod
-    def _log_retry(state: RetryCallState) -> None:
+    def _log_retry(self, state: RetryCallState) -> None:
+        self.metrics.model_retry()
         error = state.outcome.exception() if state.outcome else None
         logger.warning(
             "model call failed, retrying",

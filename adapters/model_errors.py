@@ -31,6 +31,7 @@ class Meaning:
     retried: bool
     error: type[ModelError]
     message: str  # what the user reads; {status} and {provider_message} are filled in
+    kind: str  # the failure's kind in the operator's metrics (chat_model_calls_total{outcome})
 
 
 # (status: an HTTP status, "4xx", "5xx" or one of the failures above; OpenAI's error code or
@@ -38,14 +39,20 @@ class Meaning:
 PROVIDER_ERRORS: tuple[tuple[int | str, str | None, Meaning], ...] = (
     # A 429 is a rate limit, unless the account's quota is used up: no retry brings credit back.
     (429, "insufficient_quota", Meaning(False, ModelRejected,
-        "The AI provider's quota for this service is used up; the service's owner needs to add credit.")),
-    (429, None, Meaning(True, ModelUnavailable, "The AI model is busy (rate limited). Please send your message again.")),
-    ("5xx", None, Meaning(True, ModelUnavailable, "The AI model had a server error. Please send your message again.")),
+        "The AI provider's quota for this service is used up; the service's owner needs to add credit.", "quota")),
+    (429, None, Meaning(True, ModelUnavailable, "The AI model is busy (rate limited). Please send your message again.",
+                           "rate_limited")),
+    ("5xx", None, Meaning(True, ModelUnavailable, "The AI model had a server error. Please send your message again.",
+                              "server_error")),
     # Any other refusal (bad request, auth, unknown model, context too long) says what is wrong.
-    ("4xx", None, Meaning(False, ModelRejected, "The AI model rejected this conversation ({status}): {provider_message}")),
-    (TIMED_OUT, None, Meaning(True, ModelUnavailable, "The AI model did not answer in time. Please send your message again.")),
-    (UNREACHABLE, None, Meaning(True, ModelUnavailable, "The AI model did not answer in time. Please send your message again.")),
-    (BROKE_OFF, None, Meaning(True, ModelUnavailable, "The AI model's reply broke off. Please send your message again.")),
+    ("4xx", None, Meaning(False, ModelRejected, "The AI model rejected this conversation ({status}): {provider_message}",
+                              "rejected")),
+    (TIMED_OUT, None, Meaning(True, ModelUnavailable, "The AI model did not answer in time. Please send your message again.",
+                              "timeout")),
+    (UNREACHABLE, None, Meaning(True, ModelUnavailable, "The AI model did not answer in time. Please send your message again.",
+                                "unreachable")),
+    (BROKE_OFF, None, Meaning(True, ModelUnavailable, "The AI model's reply broke off. Please send your message again.",
+                              "broke_off")),
 )
 
 

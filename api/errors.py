@@ -20,7 +20,9 @@ from chat.errors import (
     StoreUnavailable,
 )
 from chat.logging import get_logger
+from chat.metrics import quota_limit_label
 from doors.errors import error_response
+from doors.service import chat_service
 
 logger = get_logger(__name__)
 
@@ -60,6 +62,7 @@ def register_api_errors(blueprint: Blueprint) -> None:
 
     @blueprint.errorhandler(RateLimited)
     def rate_limited(error: RateLimited) -> Response:
+        chat_service().metrics.quota_refused(quota_limit_label(error.limit))
         details = {"limit": error.limit} if error.limit else {}
         response = error_response(429, "rate_limited", error.message, **details)
         response.headers["Retry-After"] = str(error.retry_after_seconds)
@@ -67,6 +70,7 @@ def register_api_errors(blueprint: Blueprint) -> None:
 
     @blueprint.errorhandler(ConversationLimitReached)
     def conversation_limit(error: ConversationLimitReached) -> Response:
+        chat_service().metrics.quota_refused("conversations")
         return error_response(403, "conversation_limit", str(error))
 
     @blueprint.errorhandler(ReplyFailed)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from chat.errors import BroadcastFailed
 from chat.logging import get_logger
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.ports import Broadcast, ReplyBroadcaster
 
 logger = get_logger(__name__)
@@ -55,9 +56,14 @@ class ReplyBroadcasts:
     network: one sender task does, and the text that arrives meanwhile joins the next request."""
 
     def __init__(
-        self, broadcaster: ReplyBroadcaster, interval_seconds: float, clock: Callable[[], float] = time.monotonic
+        self,
+        broadcaster: ReplyBroadcaster,
+        interval_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self.broadcaster = broadcaster
+        self.metrics = metrics
         self.interval_seconds = interval_seconds
         self.clock = clock
         self._pending: dict[ReplyKey, _Pending] = {}
@@ -160,9 +166,12 @@ class ReplyBroadcasts:
             await self.broadcaster.send(batch)
         except BroadcastFailed as error:
             logger.warning("broadcast lost; clients re-read the row", reason=str(error), messages=len(batch))
+            self.metrics.broadcasts(0, len(batch))
             return
         except Exception:
             logger.exception("broadcast failed unexpectedly", messages=len(batch))
+            self.metrics.broadcasts(0, len(batch))
             return
         self.sent_requests += 1
         self.sent_messages += len(batch)
+        self.metrics.broadcasts(len(batch), 0)

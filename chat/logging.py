@@ -12,7 +12,9 @@ import sys
 import structlog
 
 
-def configure_logging(log_format: str, level: str) -> None:
+def configure_logging(log_format: str, level: str, cache_loggers: bool = True) -> None:
+    """`cache_loggers`: each module's logger is built once, at its first line (fast); tests turn it
+    off, so a configuration made later (to capture lines) reaches every logger."""
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer() if log_format == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -25,7 +27,7 @@ def configure_logging(log_format: str, level: str) -> None:
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
 
 

@@ -24,6 +24,7 @@ import structlog
 from chat.context import build_prompt
 from chat.errors import ClaimSuperseded, ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.outcome import MessageOutcome
 from chat.ports import ChatModel, ClaimedMessage, ReplyStore, WaitingMessage
 from chat.streaming import ReplyStreaming
@@ -43,6 +44,9 @@ class AnswerResult(enum.Enum):
     DEFERRED = "deferred"  # the store was unreachable; the lease will expire and the sweep retries
 
 
+SETTLED_HERE = (AnswerResult.ANSWERED, AnswerResult.FAILED, AnswerResult.STOPPED)
+
+
 class ReplyPipeline:
     """Runs on the reply engine's loop (chat/engine.py): every step awaits the network."""
 
@@ -60,6 +64,7 @@ class ReplyPipeline:
         on_settled: Callable[[str, MessageOutcome | None], None] | None = None,
         streaming: ReplyStreaming | None = None,
         hand_on: Callable[[str], bool] | None = None,
+        metrics: ServiceMetrics = NO_METRICS,
     ) -> None:
         self.store = store
         self.model = model
@@ -72,6 +77,7 @@ class ReplyPipeline:
         self.on_settled = on_settled
         self.streaming = streaming  # None: ask for whole answers (the in-memory unit tests' model)
         self.hand_on = hand_on  # queues the next message of a conversation (the workers' submit)
+        self.metrics = metrics
         self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
 
     def active_claims(self) -> dict[str, str]:
@@ -83,6 +89,12 @@ class ReplyPipeline:
         return message_id in self._active_claims
 
     async def answer(self, message_id: str) -> AnswerResult:
+        started = time.perf_counter()
+        result = await self._answer(message_id, started)
+        self.metrics.reply_finished(result.value, time.perf_counter() - started if result in SETTLED_HERE else None)
+        return result
+
+    async def _answer(self, message_id: str, started: float) -> AnswerResult:
         with structlog.contextvars.bound_contextvars(message_id=message_id):
             claim_token = str(uuid.uuid4())
             try:
@@ -109,7 +121,7 @@ class ReplyPipeline:
             self._active_claims[message_id] = claim.claim_token
             try:
                 with structlog.contextvars.bound_contextvars(conversation_id=claim.conversation_id, attempt=claim.attempt):
-                    return await self._answer_claimed(claim)
+                    return await self._answer_claimed(claim, started)
             finally:
                 self._active_claims.pop(message_id, None)
 
@@ -123,15 +135,16 @@ class ReplyPipeline:
         except StoreUnavailable as error:
             logger.warning("could not release an uncertain claim; its lease will expire", reason=str(error))
 
-    async def _answer_claimed(self, claim: ClaimedMessage) -> AnswerResult:
+    async def _answer_claimed(self, claim: ClaimedMessage, started: float) -> AnswerResult:
         try:
-            return await self._generate_and_store(claim)
+            return await self._generate_and_store(claim, started)
         except StoreUnavailable as error:
             logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
             return AnswerResult.DEFERRED
         except ClaimSuperseded as error:
             # Not settled: the current attempt will settle it and tell the waiters then.
             logger.warning("claim superseded while generating; reply dropped", reason=str(error))
+            self.metrics.claim_superseded()
             return AnswerResult.NOT_CLAIMED
         except ModelError as error:
             logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
@@ -140,7 +153,7 @@ class ReplyPipeline:
             logger.exception("unexpected error answering message; marking it failed")
             return await self._fail(claim, INTERNAL_ERROR_MESSAGE)
 
-    async def _generate_and_store(self, claim: ClaimedMessage) -> AnswerResult:
+    async def _generate_and_store(self, claim: ClaimedMessage, answer_started: float) -> AnswerResult:
         model_name = claim.model or self.default_model
         if model_name not in self.offered_models:
             # Written while it was offered, retired since: never call a model the operator dropped.
@@ -151,10 +164,11 @@ class ReplyPipeline:
         if claim.system_prompt_trimmed:
             logger.info("system prompt cut to fit the token budget", budget=self.context_token_budget)
         if self.streaming is not None:
-            return await self._stream_and_store(claim, self.streaming, model_name)
+            return await self._stream_and_store(claim, self.streaming, model_name, answer_started)
         started = time.perf_counter()
         reply = await self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()
+        self.metrics.tokens(reply.prompt_tokens or 0, reply.completion_tokens or 0)
         stored = await self.store.complete_message_for_reply(claim, reply)
         stored_at = time.perf_counter()
         if stored is None:
@@ -176,9 +190,11 @@ class ReplyPipeline:
         self._hand_on(stored.next_message_id)
         return AnswerResult.ANSWERED
 
-    async def _stream_and_store(self, claim: ClaimedMessage, streaming: ReplyStreaming, model_name: str) -> AnswerResult:
+    async def _stream_and_store(
+        self, claim: ClaimedMessage, streaming: ReplyStreaming, model_name: str, answer_started: float
+    ) -> AnswerResult:
         started = time.perf_counter()
-        outcome = await streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), model_name)
+        outcome = await streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), model_name, answer_started)
         if outcome is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
             self._settled(claim.message_id, None)
@@ -203,6 +219,7 @@ class ReplyPipeline:
         if not result.failed:
             # Our claim is stale: another attempt holds or settled the message, and tells the waiters.
             logger.warning("claim superseded; failure not recorded")
+            self.metrics.claim_superseded()
             return AnswerResult.NOT_CLAIMED
         outcome = MessageOutcome(claim.message_id, claim.conversation_id, "failed", user_message, None, None)
         self._settled(claim.message_id, outcome)

@@ -80,6 +80,9 @@ class MessageStore(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailable unless Supabase, its database and our schema all answer."""
 
+    def count_pending_messages(self) -> int:
+        """How many user messages wait for a reply (status pending), for the operator's gauge."""
+
 
 @dataclass(frozen=True)
 class StreamingReply:

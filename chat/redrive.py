@@ -9,6 +9,7 @@ import threading
 from chat.engine import ReplyEngine
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.ports import MessageStore
 
 logger = get_logger(__name__)
@@ -16,8 +17,17 @@ SWEEP_BATCH = 100
 
 
 class RedriveSweep:
-    def __init__(self, store: MessageStore, engine: ReplyEngine, *, interval_seconds: float, grace_seconds: int) -> None:
+    def __init__(
+        self,
+        store: MessageStore,
+        engine: ReplyEngine,
+        *,
+        interval_seconds: float,
+        grace_seconds: int,
+        metrics: ServiceMetrics = NO_METRICS,
+    ) -> None:
         self.store = store
+        self.metrics = metrics
         self.engine = engine
         self.interval_seconds = interval_seconds  # 0 turns the background sweep off
         self.grace_seconds = grace_seconds  # how old a pending message must be: younger ones have a webhook in flight
@@ -37,6 +47,7 @@ class RedriveSweep:
                 break  # full: the next sweep continues
             handed += 1
         if handed:
+            self.metrics.redriven(handed)
             logger.info("re-drive sweep handed messages to the reply engine", count=handed)
         return handed
 

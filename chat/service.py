@@ -17,9 +17,11 @@ from chat.direct_stream import DirectStream, StreamEvent
 from chat.engine import ReplyEngine
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.model_allowlist import ModelAllowlist
 from chat.pipeline import ReplyPipeline
 from chat.ports import CallerStore, CallerStoreFactory, MessageStore
+from chat.readiness import UP, Readiness
 from chat.redrive import RedriveSweep
 from chat.siblings import SiblingNotifier
 from chat.streaming import ReplyStreaming
@@ -50,14 +52,23 @@ class ChatService:
     models: ModelAllowlist
     direct_stream: DirectStream | None = None
     streaming: ReplyStreaming | None = None
+    metrics: ServiceMetrics = NO_METRICS
+    readiness: Readiness | None = None  # None: the database alone
+
+    def __post_init__(self) -> None:
+        if self.readiness is None:
+            self.readiness = Readiness({"database": self.store.ping})
 
     def accept_delivery(self, message_id: str) -> Delivery:
         """Hand a user message to the reply engine, or say why not (the door answers 503)."""
         if not self.engine.accepting:
-            return Delivery.SHUTTING_DOWN
-        if not self.engine.submit(message_id):
-            return Delivery.BUSY
-        return Delivery.ACCEPTED
+            delivery = Delivery.SHUTTING_DOWN
+        elif not self.engine.submit(message_id):
+            delivery = Delivery.BUSY
+        else:
+            delivery = Delivery.ACCEPTED
+        self.metrics.webhook_delivery(delivery.value)
+        return delivery
 
     def caller_store(self, caller: Caller) -> CallerStore:
         """The database as this verified caller sees it, under row-level security."""
@@ -100,9 +111,15 @@ class ChatService:
             self.streaming.live.request_stop(message_id)
         return status
 
-    def check_ready(self) -> None:
-        """Raise StoreUnavailable unless Supabase answers with our schema in place."""
-        self.store.ping()
+    def check_ready(self) -> dict[str, str]:
+        """Each dependency's state, "ok" or "down: <reason>" (database, model, realtime), from a
+        cache a few seconds old at most."""
+        assert self.readiness is not None
+        return self.readiness.check()
+
+    @staticmethod
+    def down(checks: dict[str, str]) -> list[str]:
+        return [name for name, state in checks.items() if state != UP]
 
     def start(self) -> None:
         """Start the background work; gunicorn calls this once per worker process, after the fork."""

@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     stream_stop_poll_seconds: float = Field(0.25, gt=0, le=1.0)  # how often a process asks which replies were stopped
     stream_sse_heartbeat_seconds: float = Field(15.0, gt=0)  # ": heartbeat" comment on an idle SSE stream
 
+    metrics_token: SecretStr | None = None  # the bearer token /metrics asks of a scraper
+    metrics_port: int | None = Field(None, ge=1, le=65535)  # a private listener where /metrics needs no token
+    ready_cache_seconds: float = Field(2.0, ge=0)  # /readyz answers from its last check for this long
+    prometheus_multiproc_dir: str | None = None  # set by gunicorn.conf.py: the workers' metrics files
+
     @field_validator("supabase_url", "openai_base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:

@@ -17,11 +17,13 @@ clients tell by `attempt`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from chat.broadcasts import ReplyBroadcasts, ReplyKey
 from chat.errors import ClaimSuperseded, ModelError
 from chat.live_replies import LiveReplies, LiveReply
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.outcome import MessageOutcome
 from chat.ports import ClaimedMessage, ModelReply, ModelStream, ReplyStore, StreamingChatModel
 from chat.reply_feed import FeedEvent, ReplyFeed
@@ -36,21 +38,31 @@ class ReplyStreaming:
     broadcasts: ReplyBroadcasts
     live: LiveReplies
     feed: ReplyFeed
+    metrics: ServiceMetrics = field(default=NO_METRICS)
 
-    async def answer(self, claim: ClaimedMessage, prompt: list[dict[str, str]], model_name: str) -> MessageOutcome | None:
+    async def answer(
+        self, claim: ClaimedMessage, prompt: list[dict[str, str]], model_name: str, started: float | None = None
+    ) -> MessageOutcome | None:
         """Stream the reply and store its end. Raises ModelError before the first piece (the
-        pipeline fails the message as for a whole answer) and ClaimSuperseded when stale."""
+        pipeline fails the message as for a whole answer) and ClaimSuperseded when stale.
+        `started` (perf_counter) is when answering the message began, for the first token's latency."""
+        started = time.perf_counter() if started is None else started
         stream = await self.model.stream(prompt, model_name)
         live = self.live.register(claim, stream.close)
+        self.metrics.stream_opened()
         try:
-            return await _StreamedReply(self, claim, stream, live).run()
+            return await _StreamedReply(self, claim, stream, live, started).run()
         finally:
+            self.metrics.stream_closed()
             self.live.unregister(live)
             stream.close()
 
 
 class _StreamedReply:
-    def __init__(self, streaming: ReplyStreaming, claim: ClaimedMessage, stream: ModelStream, live: LiveReply) -> None:
+    def __init__(
+        self, streaming: ReplyStreaming, claim: ClaimedMessage, stream: ModelStream, live: LiveReply, started: float
+    ) -> None:
+        self.started = started
         self.streaming = streaming
         self.claim = claim
         self.stream = stream
@@ -65,6 +77,7 @@ class _StreamedReply:
                     break
                 offset = live.append(piece)
                 if self.key is None:
+                    self.streaming.metrics.first_token(time.perf_counter() - self.started)
                     row = await self.streaming.store.begin_reply(self.claim, live.text)
                     self.key = ReplyKey(self.claim.conversation_id, self.claim.message_id, row.reply_id, row.attempt)
                     live.began()
@@ -86,6 +99,8 @@ class _StreamedReply:
 
     async def _finish(self, status: str, error: str | None, reply: ModelReply | None) -> MessageOutcome | None:
         outcome = await self.streaming.store.finish_reply(self.claim, self.live.text, status, error, reply)
+        if reply is not None:
+            self.streaming.metrics.tokens(reply.prompt_tokens or 0, reply.completion_tokens or 0)
         key = self.key or ReplyKey(self.claim.conversation_id, self.claim.message_id, None, self.claim.attempt)
         if outcome is not None:
             extra = {"error": error} if status == "failed" else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -14,9 +15,11 @@ from api.auth import TokenVerifier, auth_issuer, project_signing_keys
 from api.chat import chat_api
 from api.conversations import conversations_api
 from api.health import health
+from api.metrics import MetricsDoor, install_metrics_door
 from api.openapi import openapi
 from api.requests import RestDoor, install_rest_door
 from chat.logging import configure_logging
+from chat.metrics import ServiceMetrics
 from chat.service import ChatService
 from chat.settings import Settings, load_settings
 from doors.errors import register_error_handlers
@@ -41,7 +44,7 @@ def create_app(
     gunicorn.conf.py's post_worker_init starts them after the fork, once per worker.
     """
     settings = config if isinstance(config, Settings) else load_settings(config)
-    configure_logging(settings.effective_log_format, settings.log_level)
+    configure_logging(settings.effective_log_format, settings.log_level, cache_loggers=settings.app_env != "test")
     app = Flask(__name__)
     service = service or build_chat_service(settings)
     install_chat_service(app, service)
@@ -56,9 +59,13 @@ def create_app(
         ),
     )
     _bind_request_id(app)
+    _count_requests(app, service.metrics)
     register_error_handlers(app)
     for blueprint in (health, webhook, chat_api, conversations_api, openapi):
         app.register_blueprint(blueprint)
+    if settings.metrics_token is not None or settings.metrics_port is not None:
+        token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
+        install_metrics_door(app, MetricsDoor(token, settings.metrics_port))
     CORS(app, resources={r"/api/*": {"origins": settings.allowed_origins}},
          expose_headers=["X-Request-ID", "Retry-After"])
     app.wsgi_app = HttpGuards(app.wsgi_app, settings.request_body_timeout_seconds)  # type: ignore[method-assign]
@@ -74,12 +81,36 @@ def token_verifier(settings: Settings) -> TokenVerifier:
     )
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def request_id_of(given: str | None) -> str:
+    """The id on every log line of a request and of the reply it hands on: the one the request
+    brought if it is a plain token of at most 64 characters, else a new one."""
+    if given and _REQUEST_ID.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def _count_requests(app: Flask, metrics: ServiceMetrics) -> None:
+    @app.after_request
+    def count(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        method = request.method if request.method in _METHODS else "other"
+        metrics.http_request(route, method, response.status_code)
+        return response
+
+
 def _bind_request_id(app: Flask) -> None:
     @app.before_request
     def bind() -> None:
         structlog.contextvars.clear_contextvars()
-        request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
-        structlog.contextvars.bind_contextvars(request_id=request_id[:64])
+        # A webhook delivery is known by its own id (Standard Webhooks' `webhook-id`, the same on
+        # every retry of one delivery); any other request by the caller's X-Request-ID.
+        header = "webhook-id" if request.path.startswith("/webhooks/") else "X-Request-ID"
+        given = request.headers.get(header)
+        structlog.contextvars.bind_contextvars(request_id=request_id_of(given))
 
     @app.after_request
     def expose(response: Response) -> Response:

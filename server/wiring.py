@@ -7,7 +7,8 @@ in-memory fakes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import concurrent.futures
+from collections.abc import Awaitable, Callable, Mapping
 from typing import cast
 
 from adapters.broadcaster import RealtimeBroadcaster
@@ -15,6 +16,7 @@ from adapters.caller_store import caller_store_factory
 from adapters.http_session import LoopSession
 from adapters.message_store import SupabaseMessageStore, service_client, shared_http_client
 from adapters.model import OpenAIChatModel
+from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.realtime_channels import RealtimeReplyChannels
 from adapters.reply_store import PostgrestReplyStore
 from chat.broadcasts import ReplyBroadcasts
@@ -22,6 +24,7 @@ from chat.direct_chat import DirectChat
 from chat.direct_stream import DirectStream
 from chat.engine import LoopHook, ReplyEngine
 from chat.live_replies import LiveReplies
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.model_allowlist import ModelAllowlist
 from chat.outcome import MessageOutcome
 from chat.pipeline import ReplyPipeline
@@ -35,6 +38,7 @@ from chat.ports import (
     RunSoon,
     StreamingChatModel,
 )
+from chat.readiness import Probe, Readiness
 from chat.redrive import RedriveSweep
 from chat.reply_feed import ReplyFeed
 from chat.service import ChatService
@@ -45,12 +49,19 @@ from chat.waiter import ReplyWaiter
 
 # Connections for the doors' threads (waiting /api requests, the sweep, the waiter's poll).
 DOOR_CONNECTIONS = 128
+READY_PROBE_TIMEOUT_SECONDS = 4.0
+AsyncProbe = Callable[[], Awaitable[None]]
 
 
 def build_chat_service(settings: Settings) -> ChatService:
     http = shared_http_client(DOOR_CONNECTIONS)
     service_role_key = settings.supabase_service_role_key.get_secret_value()
     store = SupabaseMessageStore(service_client(settings.supabase_url, service_role_key, http))
+    metrics: ServiceMetrics = NO_METRICS  # nobody may scrape: count nothing
+    if settings.metrics_token is not None or settings.metrics_port is not None:
+        metrics = PrometheusMetrics(
+            count_pending=store.count_pending_messages, multiprocess_dir=settings.prometheus_multiproc_dir
+        )
     session = LoopSession(max_connections=settings.reply_concurrency + DOOR_CONNECTIONS)
     reply_store = PostgrestReplyStore(settings.supabase_url, service_role_key, session)
     model = OpenAIChatModel(
@@ -63,6 +74,7 @@ def build_chat_service(settings: Settings) -> ChatService:
         retry_max_seconds=settings.model_retry_max_seconds,
         reply_max_tokens=settings.reply_max_tokens,
         stream_read_interval_seconds=settings.stream_read_interval_ms / 1000,
+        metrics=metrics,
     )
     callers = caller_store_factory(settings.supabase_url, settings.supabase_anon_key.get_secret_value(), http)
     broadcaster = RealtimeBroadcaster(settings.supabase_url, service_role_key, session)
@@ -81,6 +93,8 @@ def build_chat_service(settings: Settings) -> ChatService:
         settings, store, reply_store, callers, model, broadcaster, on_stop=[close_channels, session.close],
         reply_channels=reply_channels,
         new_loop=_fastest_event_loop(),
+        metrics=metrics,
+        probes={"model": model.ping, "realtime": broadcaster.ping},
     )
 
 
@@ -104,13 +118,16 @@ def assemble_chat_service(
     on_stop: list[LoopHook] | None = None,
     reply_channels: ReplyChannelsFactory | None = None,
     new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+    metrics: ServiceMetrics = NO_METRICS,
+    probes: Mapping[str, AsyncProbe] | None = None,
 ) -> ChatService:
     """The domain around its ports: pipeline, reply engine, sweep, waiter, direct chat, siblings.
     With a broadcaster and a model that streams, replies are streamed, and SSE requests follow
     the reply channels (`reply_channels`, built on the process's feed and engine) as well as the
-    in-process feed."""
+    in-process feed. `probes` are readiness checks run on the reply engine's loop (the model,
+    Realtime), beside the database's."""
     waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
-    streaming = _streaming(settings, reply_store, model, broadcaster)
+    streaming = _streaming(settings, reply_store, model, broadcaster, metrics)
     siblings = SiblingNotifier(on_settled=waiter.notify)
 
     def settled(message_id: str, outcome: MessageOutcome | None) -> None:
@@ -128,6 +145,7 @@ def assemble_chat_service(
         offered_models=settings.offered_models,
         on_settled=settled,
         streaming=streaming,
+        metrics=metrics,
     )
     stop_hooks = [streaming.broadcasts.close] if streaming is not None else []
     engine = ReplyEngine(
@@ -156,7 +174,11 @@ def assemble_chat_service(
         pipeline=pipeline,
         engine=engine,
         sweep=RedriveSweep(
-            store, engine, interval_seconds=settings.redrive_interval_seconds, grace_seconds=settings.redrive_grace_seconds
+            store,
+            engine,
+            interval_seconds=settings.redrive_interval_seconds,
+            grace_seconds=settings.redrive_grace_seconds,
+            metrics=metrics,
         ),
         waiter=waiter,
         direct_chat=direct_chat,
@@ -164,18 +186,39 @@ def assemble_chat_service(
         direct_stream=direct_stream,
         models=ModelAllowlist(store, settings.offered_models),
         streaming=streaming,
+        metrics=metrics,
+        readiness=Readiness(
+            {"database": store.ping, **{name: _on_loop(engine, probe) for name, probe in (probes or {}).items()}},
+            ttl_seconds=settings.ready_cache_seconds,
+        ),
     )
 
 
+def _on_loop(engine: ReplyEngine, probe: AsyncProbe) -> Probe:
+    """An async readiness probe, run on the reply engine's loop (where the adapters' session lives)."""
+
+    def run() -> None:
+        try:
+            engine.run(_awaited(probe), READY_PROBE_TIMEOUT_SECONDS)
+        except concurrent.futures.TimeoutError:
+            raise TimeoutError(f"no answer within {READY_PROBE_TIMEOUT_SECONDS:.0f} s") from None
+
+    return run
+
+
+async def _awaited(probe: AsyncProbe) -> None:
+    await probe()
+
+
 def _streaming(
-    settings: Settings, store: ReplyStore, model: ChatModel, broadcaster: ReplyBroadcaster | None
+    settings: Settings, store: ReplyStore, model: ChatModel, broadcaster: ReplyBroadcaster | None, metrics: ServiceMetrics
 ) -> ReplyStreaming | None:
     if not settings.stream_replies or broadcaster is None or not hasattr(model, "stream"):
         return None
     return ReplyStreaming(
         store=store,
         model=cast(StreamingChatModel, model),
-        broadcasts=ReplyBroadcasts(broadcaster, settings.stream_broadcast_interval_ms / 1000),
+        broadcasts=ReplyBroadcasts(broadcaster, settings.stream_broadcast_interval_ms / 1000, metrics=metrics),
         live=LiveReplies(
             store,
             tick_seconds=settings.stream_stop_poll_seconds,
@@ -183,4 +226,5 @@ def _streaming(
             lease_seconds=settings.lease_seconds,
         ),
         feed=ReplyFeed(),
+        metrics=metrics,
     )

@@ -53,12 +53,15 @@ def receive_message_event() -> ResponseReturnValue:
         door.verifier.verify(body, {name.lower(): value for name, value in request.headers.items()})
     except InvalidSignature as error:
         logger.warning("webhook refused", reason=str(error))
+        chat_service().metrics.webhook_delivery("invalid_signature")
         return error_response(401, "invalid_signature", "The webhook signature is missing, malformed, stale or wrong.")
     try:
         message = DatabaseEvent.model_validate(json.loads(body)).new_user_message()
     except (ValueError, ValidationError, RecursionError):
+        chat_service().metrics.webhook_delivery("invalid_payload")
         return error_response(400, "invalid_payload", "The webhook body is not a database event for a message.")
     if message is None:
+        chat_service().metrics.webhook_delivery("ignored")
         return jsonify(status="ignored"), 200
     structlog.contextvars.bind_contextvars(message_id=str(message.id), conversation_id=str(message.conversation_id))
     delivery = chat_service().accept_delivery(str(message.id))

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 
 from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -50,7 +51,12 @@ class RealtimeService:
             WebSocketRoute("/websocket", self.websocket),
             Route("/api/broadcast", self.broadcast_api.batch, methods=["POST"]),
             Route("/api/broadcast/{topic}/events/{event}", self.broadcast_api.single, methods=["POST"]),
+            Route("/api/ping", self.ping, methods=["GET"]),
         ]
+
+    async def ping(self, request: Request) -> JSONResponse:
+        """Realtime's PingController: what a readiness check asks."""
+        return JSONResponse({"message": "Success"})
 
     async def start(self) -> None:
         await self.pool.open(wait=True)

@@ -256,11 +256,17 @@ def test_bearer_scheme_is_case_insensitive(service: ServiceProcess, alice: Signe
     assert status == 200, body
 
 
-@pytest.mark.parametrize(("path", "status"), [("/healthz", "ok"), ("/readyz", "ready")])
-def test_health_needs_no_token(service: ServiceProcess, path: str, status: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/healthz", {"status": "ok"}),
+        ("/readyz", {"status": "ready", "checks": {"database": "ok", "model": "ok", "realtime": "ok"}}),
+    ],
+)
+def test_health_needs_no_token(service: ServiceProcess, path: str, body: dict[str, object]) -> None:
     response = httpx.get(f"{service.url}{path}")
     assert response.status_code == 200
-    assert response.json() == {"status": status}
+    assert response.json() == body
 
 
 def test_unreachable_supabase_is_503_not_500(
@@ -273,6 +279,9 @@ def test_unreachable_supabase_is_503_not_500(
         ready = httpx.get(f"{cut_off.url}/readyz")
         assert ready.status_code == 503
         assert ready.json()["error"]["code"] == "not_ready"
+        # Realtime is reached through the same (unreachable) project URL; the model is not.
+        assert ready.json()["error"]["down"] == ["database", "realtime"]
+        assert ready.json()["checks"]["model"] == "ok"
 
         # An ES256 token needs the JWKS, which cannot be fetched.
         chat = alice.api(cut_off.url).post(f"/api/chat/{uuid.uuid4()}", json={"message": "anyone there?"})

@@ -123,7 +123,7 @@ def test_image_runs_the_procfile_command_as_the_non_root_user(image: BuiltImage,
 def test_readyz_and_the_images_own_healthcheck_answer(image: BuiltImage, container: ContainerService) -> None:
     response = httpx.get(f"{container.url}/readyz", timeout=5)
     assert response.status_code == 200
-    assert response.json() == {"status": "ready"}
+    assert response.json() == {"status": "ready", "checks": {"database": "ok", "model": "ok", "realtime": "ok"}}
 
     test = image.builder.image_config(image.tag)["Healthcheck"]["Test"]
     assert test[0] == "CMD-SHELL", f"unexpected HEALTHCHECK form {test}"

@@ -452,3 +452,15 @@ def test_a_stale_claim_finishing_after_the_current_attempt_is_refused(subject: S
     with pytest.raises(ClaimSuperseded):
         subject.run(subject.replies.finish_reply(stale, "A, all", "done", None, None))
     assert subject.rows.reply(message_id) == ("B, all", "done", 2)
+
+
+# --- the operator's gauge ------------------------------------------------------------------------
+
+
+def test_pending_messages_are_counted_and_a_claimed_one_is_not(subject: Subject) -> None:
+    before = subject.reads.count_pending_messages()
+    first = subject.rows.pending_message("one")
+    subject.rows.pending_message("two")
+    assert subject.reads.count_pending_messages() == before + 2
+    claimed(subject, first)
+    assert subject.reads.count_pending_messages() == before + 1

@@ -298,6 +298,11 @@ class InMemoryMessageStore(Faults):
     def ping(self) -> None:
         self._enter("ping")
 
+    def count_pending_messages(self) -> int:
+        self._enter("count_pending_messages")
+        with self.db.lock:
+            return sum(1 for row in self.db.messages.values() if row.status == "pending")
+
     def _enter(self, method: str) -> None:
         self.calls.append(method)
         self.check(method)
@@ -490,6 +495,11 @@ class ScriptedModel:
         self.gate: threading.Event | None = None
         self.gate_between_pieces: threading.Event | None = None
         self.streams: list[ScriptedStream] = []
+        self.down: Exception | None = None  # what the readiness probe raises while set
+
+    async def ping(self) -> None:
+        if self.down is not None:
+            raise self.down
 
     async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
         step = await self._next(messages, model)
@@ -557,6 +567,11 @@ class RecordingBroadcaster:
         self.requests: list[list[Broadcast]] = []
         self.fail_next = False
         self.subscribers: list[Callable[[list[Broadcast]], None]] = []  # Realtime's receivers (InMemoryReplyChannels)
+        self.down: Exception | None = None  # what the readiness probe raises while set
+
+    async def ping(self) -> None:
+        if self.down is not None:
+            raise self.down
 
     async def send(self, messages: list[Broadcast]) -> None:
         if self.fail_next:

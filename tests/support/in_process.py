@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.service import ChatService
 from chat.settings import Settings, load_settings
 from server import create_app
@@ -45,6 +46,7 @@ def unit_settings(**overrides: Any) -> Settings:
         "chat_reply_timeout_seconds": 2,
         "chat_poll_interval_seconds": 0.01,
         "redrive_interval_seconds": 0,
+        "ready_cache_seconds": 0,
         **overrides,
     })
 
@@ -64,9 +66,12 @@ class FakeChat:
         return create_app(settings, start_background=False, service=self.service)
 
 
-def fake_chat(settings: Settings | None = None, *, deliver_on_insert: bool = True) -> FakeChat:
+def fake_chat(
+    settings: Settings | None = None, *, deliver_on_insert: bool = True, metrics: ServiceMetrics = NO_METRICS
+) -> FakeChat:
     """`deliver_on_insert`: a caller's insert reaches the webhook door's verb at once, as the
-    trigger and pg_net do; False leaves it pending, as a lost delivery would."""
+    trigger and pg_net do; False leaves it pending, as a lost delivery would. `metrics` counts
+    what the service does (adapters/prometheus_metrics.py, to read it as a scrape would)."""
     database = InMemoryDatabase()
     store = InMemoryMessageStore(database)
     model = ScriptedModel()
@@ -75,6 +80,8 @@ def fake_chat(settings: Settings | None = None, *, deliver_on_insert: bool = Tru
     service = assemble_chat_service(
         settings or unit_settings(), store, store, open_caller_store, model, broadcaster,
         reply_channels=lambda feed, _call_soon: InMemoryReplyChannels(broadcaster, feed),
+        metrics=metrics,
+        probes={"model": model.ping, "realtime": broadcaster.ping},
     )
     if deliver_on_insert:
         database.on_user_message = service.accept_delivery

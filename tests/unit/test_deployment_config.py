@@ -47,6 +47,7 @@ def _gunicorn_default(name: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A setting of gunicorn.conf.py as it is with nothing set in the environment."""
     for key in list(os.environ):
         monkeypatch.delenv(key)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")  # the file sets it; undone after the test
     return runpy.run_path(str(ROOT / "gunicorn.conf.py"))[name]
 
 
@@ -316,3 +317,19 @@ def test_ci_runs_make_test_on_the_oldest_supported_python() -> None:
     minimum = re.search(r'requires-python\s*=\s*">=\s*([\d.]+)"', _read("pyproject.toml"))
     assert minimum, "pyproject.toml has no requires-python"
     assert f'"{minimum.group(1)}"' in workflow, f"CI does not test the minimum Python {minimum.group(1)}"
+
+
+def test_fly_scrapes_metrics_on_the_private_port_it_never_routes() -> None:
+    fly = _fly_config()
+    assert fly["metrics"] == {"port": int(fly["env"]["METRICS_PORT"]), "path": "/metrics"}
+    assert fly["metrics"]["port"] != fly["http_service"]["internal_port"], "the public port asks for METRICS_TOKEN"
+
+
+def test_gunicorn_listens_on_the_metrics_port_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert len(_gunicorn_default("bind", monkeypatch)) == 1
+    for key in list(os.environ):
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    monkeypatch.setenv("METRICS_PORT", "9091")
+    bind = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"]
+    assert bind[0] == "0.0.0.0:8000" and bind[1].endswith(":9091")

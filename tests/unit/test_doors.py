@@ -195,11 +195,52 @@ def test_create_list_get_delete(doors: Doors) -> None:
 # ----------------------------------------------------------------------------- health
 
 
-def test_ready_when_supabase_answers_and_503_when_not(doors: Doors) -> None:
+def test_ready_when_every_dependency_answers(doors: Doors) -> None:
     assert doors.client.get("/healthz").get_json() == {"status": "ok"}
-    assert doors.client.get("/readyz").get_json() == {"status": "ready"}
-    doors.chat.store.fail_next("ping", StoreUnavailable("connection refused"))
-    assert error(doors.client.get("/readyz")) == (503, "not_ready")
+    ready = doors.client.get("/readyz")
+    assert (ready.status_code, ready.get_json()) == (
+        200, {"status": "ready", "checks": {"database": "ok", "model": "ok", "realtime": "ok"}}
+    )
+
+
+def database_down(chat: FakeChat) -> None:
+    chat.store.fail_next("ping", StoreUnavailable("connection refused"))
+
+
+def model_down(chat: FakeChat) -> None:
+    chat.model.down = ConnectionError("the model's API answered 503")
+
+
+def realtime_down(chat: FakeChat) -> None:
+    chat.broadcaster.down = TimeoutError("no answer within 4 s")
+
+
+@pytest.mark.parametrize(
+    ("arrange", "checks"),
+    [
+        pytest.param(database_down, {"database": "down: connection refused", "model": "ok", "realtime": "ok"},
+                     id="database"),
+        pytest.param(model_down, {"database": "ok", "model": "down: the model's API answered 503", "realtime": "ok"},
+                     id="model"),
+        pytest.param(realtime_down, {"database": "ok", "model": "ok", "realtime": "down: no answer within 4 s"},
+                     id="realtime"),
+    ],
+)
+def test_readiness_names_the_dependency_that_is_down(
+    doors: Doors, arrange: Callable[[FakeChat], None], checks: dict[str, str]
+) -> None:
+    arrange(doors.chat)
+    response = doors.client.get("/readyz")
+    [down] = [name for name, state in checks.items() if state != "ok"]
+    reason = checks[down].removeprefix("down: ")
+    assert (response.status_code, response.get_json()) == (
+        503,
+        {
+            "error": {"code": "not_ready", "message": f"Not ready: down: {down} ({reason}).", "down": [down]},
+            "checks": checks,
+        },
+    )
+    assert doors.client.get("/healthz").status_code == 200, "liveness never depends on a dependency"
 
 
 # ----------------------------------------------------------------------------- the event door
