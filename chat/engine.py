@@ -52,6 +52,7 @@ class ReplyEngine:
         self._thread: threading.Thread | None = None
         self._running: asyncio.Semaphore | None = None
         self._started: set[str] = set()  # holding a running slot (so possibly a claim); loop only
+        self._again: set[str] = set()  # submitted again while in flight: run once more
 
     # --- from any thread -------------------------------------------------------------------
 
@@ -69,12 +70,17 @@ class ReplyEngine:
             return loop
 
     def submit(self, message_id: str) -> bool:
-        """Take the message if there is room. A message already in flight here counts as taken."""
+        """Take the message if there is room. A message already in flight here counts as taken,
+        and is answered once more when its run ends: the run may be past the point where it could
+        see what this submit announces (an earlier message of its conversation settled and handed
+        it on just as its own claim answered "waiting"). Answering again is harmless: a settled or
+        held message is not claimed twice."""
         loop = self.start()
         with self._lock:
             if not self._accepting:
                 return False
             if message_id in self._in_flight:
+                self._again.add(message_id)
                 return True
             if len(self._in_flight) >= self._capacity:
                 return False
@@ -83,7 +89,9 @@ class ReplyEngine:
         try:
             loop.call_soon_threadsafe(self._spawn, message_id, context)
         except RuntimeError:  # the loop closed between the check and the call
-            self._release(message_id)
+            with self._lock:
+                if self._in_flight.get(message_id) is None:
+                    self._in_flight.pop(message_id, None)
             return False
         return True
 
@@ -156,18 +164,26 @@ class ReplyEngine:
         with self._lock:
             if message_id in self._in_flight:
                 self._in_flight[message_id] = task
-        task.add_done_callback(lambda _: self._release(message_id))
+        task.add_done_callback(lambda _: self._release(message_id, task))
 
     async def _answer_one(self, message_id: str) -> None:
         assert self._running is not None
         async with self._running:
             self._started.add(message_id)
-            try:
-                await self._answer(message_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("reply task crashed", message_id=message_id)
+            while True:
+                try:
+                    await self._answer(message_id)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("reply task crashed", message_id=message_id)
+                with self._lock:  # the check and the release at once: a submit lands before or after both
+                    if message_id in self._again:
+                        self._again.discard(message_id)
+                        continue
+                    self._in_flight.pop(message_id, None)
+                    self._started.discard(message_id)
+                    return
 
     async def _cancel_queued(self) -> None:
         """Cancel the tasks still waiting for a running slot: none of them has claimed anything."""
@@ -194,8 +210,12 @@ class ReplyEngine:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
 
-    def _release(self, message_id: str) -> None:
-        self._started.discard(message_id)
+    def _release(self, message_id: str, task: asyncio.Task[None]) -> None:
+        """A task that did not end by itself (cancelled): free its slot, unless a newer submit of
+        the same message holds it already."""
         with self._lock:
-            self._in_flight.pop(message_id, None)
+            if self._in_flight.get(message_id) is task:
+                del self._in_flight[message_id]
+                self._started.discard(message_id)
+                self._again.discard(message_id)
 
