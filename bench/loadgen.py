@@ -254,8 +254,10 @@ class PipelineScenario:
         while True:
             if self._waiting:
                 cursor = await watcher.execute(
+                    # When the reply row appeared (a streamed reply's first token, a whole reply's
+                    # end), once it has settled: the conversation's next message follows its reply.
                     "select reply_to::text, extract(epoch from created_at)::float8 from public.messages"
-                    " where reply_to = any(%s::uuid[])",
+                    " where reply_to = any(%s::uuid[]) and status in ('done', 'failed', 'stopped')",
                     (list(self._waiting),),
                 )
                 for message_id, created in await cursor.fetchall():
