@@ -291,7 +291,8 @@ def pinned_capacity(quick: bool) -> dict[str, Any]:
                 # `streams` replies in flight at once, as a steady state, not a burst.
                 results = subscribers(env, users[:streams], 1, words(49), spread_seconds=2.0)
                 after, _ = tree_seconds(env.service.process.pid)
-                busy = core_busy(cores_before, psutil.cpu_times(percpu=True), time.monotonic() - wall_before)
+                wall = time.monotonic() - wall_before
+                busy = core_busy(cores_before, psutil.cpu_times(percpu=True), wall)
                 latencies = [r["first_ms"] for r in results if "first_ms" in r]
                 failed = sum("failed" in r for r in results)
                 figure = summarize(latencies, 1000.0)
@@ -300,9 +301,11 @@ def pinned_capacity(quick: bool) -> dict[str, Any]:
                               "service_cpu_seconds": round(after - before, 3),
                               "service_cpu_us_per_token": round((after - before) * 1e6 / max(tokens, 1), 1),
                               "service_cpu_ms_per_reply": round((after - before) * 1000 / max(len(latencies), 1), 2),
-                              "service_core_busy": busy[cores[0]], "rig_core_busy": busy[cores[1]]})
+                              # The service's own CPU over the step's wall time: its share of its core.
+                              "service_core_share": round((after - before) / max(wall, 1e-9), 3),
+                              "rig_core_busy": busy[cores[1]]})
                 print(f"pinned capacity, {streams} streams: p99 {figure['p99']} ms, {failed} failed, "
-                      f"{steps[-1]['service_cpu_us_per_token']} us/token, service core {busy[cores[0]]:.0%} busy, "
+                      f"{steps[-1]['service_cpu_us_per_token']} us/token, service {steps[-1]['service_core_share']:.0%} of its core, "
                       f"rig core {busy[cores[1]]:.0%}", flush=True)
                 if failed or figure["p99"] > 100:
                     break
