@@ -305,7 +305,8 @@ def pinned_capacity(quick: bool) -> dict[str, Any]:
                               "service_core_share": round((after - before) / max(wall, 1e-9), 3),
                               "rig_core_busy": busy[cores[1]]})
                 print(f"pinned capacity, {streams} streams: p99 {figure['p99']} ms, {failed} failed, "
-                      f"{steps[-1]['service_cpu_us_per_token']} us/token, service {steps[-1]['service_core_share']:.0%} of its core, "
+                      f"{steps[-1]['service_cpu_us_per_token']} us/token, "
+                      f"service {steps[-1]['service_core_share']:.0%} of its core, "
                       f"rig core {busy[cores[1]]:.0%}", flush=True)
                 if failed or figure["p99"] > 100:
                     break
