@@ -284,7 +284,7 @@ def pinned_capacity(quick: bool) -> dict[str, Any]:
                 users = make_users(conn, env.stack.keys, 32 if quick else 320)
             steps = []
             held = 0
-            for streams in ((8, 32) if quick else (16, 64, 128, 192, 256, 320)):
+            for streams in ((8, 32) if quick else (16, 64, 96, 128, 192, 256, 320)):
                 before, _ = tree_seconds(env.service.process.pid)
                 cores_before, wall_before = psutil.cpu_times(percpu=True), time.monotonic()
                 # Arrivals spread over one reply's length (1 s to the first token, 49 more at 50/s):
