@@ -6,6 +6,7 @@ Sent from the reply engine's loop, on its shared aiohttp session."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 
@@ -31,22 +32,24 @@ class RealtimeBroadcaster:
                 for message in messages
             ]
         }
-        try:
-            async with self.session.get().post(self.url, json=body, headers=self.headers, timeout=BROADCAST_TIMEOUT) as response:
-                status = response.status
-                await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            raise BroadcastFailed(f"Realtime unreachable: {type(error).__name__}") from error
+        status = await self._status(self.session.get().post(self.url, json=body, headers=self.headers,
+                                                             timeout=BROADCAST_TIMEOUT))
         if status >= 300:
             raise BroadcastFailed(f"Realtime refused the broadcast ({status})")
 
     async def ping(self) -> None:
         """Readiness: Realtime's own ping (`GET /api/ping`), through the project's gateway."""
-        try:
-            async with self.session.get().get(self.ping_url, headers=self.headers, timeout=PING_TIMEOUT) as response:
-                status = response.status
-                await response.read()
-        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
-            raise BroadcastFailed(f"Realtime unreachable: {type(error).__name__}") from error
+        status = await self._status(self.session.get().get(self.ping_url, headers=self.headers, timeout=PING_TIMEOUT))
         if status >= 300:
             raise BroadcastFailed(f"Realtime answered {status}")
+
+    @staticmethod
+    async def _status(request: Any) -> int:
+        """The answer's status, its body read (so the connection goes back to the pool); a
+        transport failure is BroadcastFailed."""
+        try:
+            async with request as response:
+                await response.read()
+                return int(response.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as error:
+            raise BroadcastFailed(f"Realtime unreachable: {type(error).__name__}") from error
