@@ -49,6 +49,7 @@ class _Pending:
     text: str = ""
     last_sent: float | None = None  # None: nothing sent yet, the first text is due at once
     finals: list[Broadcast] = field(default_factory=list)
+    released: bool = False  # the reply ended without a final event: forget it once its text is out
 
 
 class ReplyBroadcasts:
@@ -94,6 +95,17 @@ class ReplyBroadcasts:
         pending.finals.append(Broadcast(key.topic, event, key.payload(**extra)))
         pending.last_sent = None
         self._wake_sender()
+
+    def release(self, key: ReplyKey) -> None:
+        """The reply is over here, ended or not (a superseded claim, a store failure, a vanished
+        message send no final event): its pending text still goes, then it is forgotten."""
+        pending = self._pending.get(key)
+        if pending is None:
+            return
+        if pending.text or pending.finals:
+            pending.released = True
+        else:
+            del self._pending[key]
 
     async def close(self) -> None:
         """Send what is pending, then stop (the engine's stop hook)."""
@@ -150,6 +162,8 @@ class ReplyBroadcasts:
                 pending.last_sent = now if pending.last_sent is None else self._tick(now)
             if pending.finals:
                 batch.extend(pending.finals)
+                del self._pending[key]
+            elif pending.released:
                 del self._pending[key]
         return batch
 

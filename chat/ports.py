@@ -1,5 +1,5 @@
 """The domain's ports: what the pipeline, the waiter and direct chat need from the database and
-the model, as Protocols. The supabase-py and openai adapters (adapters/) implement them in
+the model, as Protocols. The supabase-py and aiohttp adapters (adapters/) implement them in
 production; tests/support/fakes.py implements them in memory, so the domain runs without servers.
 
 Method names are the SQL functions they call, so a reader can go from a call to its migration."""

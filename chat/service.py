@@ -104,7 +104,7 @@ class ChatService:
 
     def stop_reply(self, caller: Caller, message_id: str) -> str:
         """Stop the caller's reply: asked in the database as the caller (RLS: only the owner), so
-        every instance's stop poller sees it, and at once here if this process streams it.
+        every instance's reply tick sees it, and at once here if this process streams it.
         Returns the message's status (a settled message is left as it is)."""
         status = self.caller_store(caller).stop_reply(message_id)
         if self.streaming is not None:

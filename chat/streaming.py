@@ -50,12 +50,15 @@ class ReplyStreaming:
         stream = await self.model.stream(prompt, model_name)
         live = self.live.register(claim, stream.close)
         self.metrics.stream_opened()
+        reply = _StreamedReply(self, claim, stream, live, started)
         try:
-            return await _StreamedReply(self, claim, stream, live, started).run()
+            return await reply.run()
         finally:
             self.metrics.stream_closed()
             self.live.unregister(live)
             stream.close()
+            if reply.key is not None:
+                self.broadcasts.release(reply.key)
 
 
 class _StreamedReply:

@@ -200,3 +200,21 @@ def test_the_clients_resume_rule_refuses_a_gap() -> None:
     assert reply.text == "Echo: hi"
     with pytest.raises(Gap):
         reply.apply({"attempt": 1, "offset": 20, "delta": "!"})
+
+
+def test_a_reply_that_ends_without_a_final_event_sends_its_text_and_is_forgotten() -> None:
+    broadcaster = RecordingBroadcaster()
+    broadcasts = ReplyBroadcasts(broadcaster, interval_seconds=0.01)
+
+    async def scenario() -> None:
+        broadcasts.delta(KEY, 0, "Echo")
+        await until(lambda: broadcaster.requests)
+        broadcasts.delta(KEY, 4, ": hi")  # held for the next tick
+        broadcasts.release(KEY)  # superseded: no reply_done will come
+        await until(lambda: len(broadcaster.requests) == 2)
+        broadcasts.release(OTHER)  # a reply never broadcast: nothing to do
+        await broadcasts.close()
+
+    asyncio.run(scenario())
+    assert [m.payload["delta"] for request in broadcaster.requests for m in request] == ["Echo", ": hi"]
+    assert broadcasts._pending == {}
