@@ -39,7 +39,7 @@ COPY chat/ ./chat/
 COPY adapters/ ./adapters/
 COPY api/ ./api/
 COPY webhook/ ./webhook/
-COPY doors/ ./doors/
+COPY http_common/ ./http_common/
 RUN python -m compileall -q /app
 
 USER app

@@ -4,7 +4,7 @@ gthread workers for the doors: a request is short, except POST /api/chat, which 
 reply, so each worker process holds many requests in threads; idle threads are created only when
 needed. The replies themselves are not generated in these threads: each worker process runs one
 reply engine, an asyncio event loop in a thread of its own, where every reply is a task (see
-chat/engine.py). Threads rather than gevent for the doors because supabase-py and the waiter block
+chat/answering/engine.py). Threads rather than gevent for the doors because supabase-py and the waiter block
 in plain threads, with no monkey-patching to get wrong. WEB_CONCURRENCY processes x
 GUNICORN_THREADS threads is how many requests (waiting ones included) one instance serves at
 once; one process per CPU is enough, since a process's replies share one loop.
@@ -92,7 +92,7 @@ def child_exit(server, worker):  # type: ignore[no-untyped-def]
 
 
 def post_worker_init(worker):  # type: ignore[no-untyped-def]
-    from doors.service import chat_service  # in the worker, after the app is loaded
+    from http_common.service import chat_service  # in the worker, after the app is loaded
 
     service = chat_service(worker.wsgi)
     service.start()
@@ -107,7 +107,7 @@ def post_worker_init(worker):  # type: ignore[no-untyped-def]
 
 
 def worker_exit(server, worker):  # type: ignore[no-untyped-def]
-    from doors.service import chat_service
+    from http_common.service import chat_service
 
     wsgi = getattr(worker, "wsgi", None)
     if wsgi is None:

@@ -17,7 +17,7 @@ from api.schemas import ChatMessageIn, PageQuery
 from api.ui_message_stream import ui_message_parts, ui_message_stream_response
 from chat.caller import Caller
 from chat.errors import StoreUnavailable
-from doors.service import chat_service
+from http_common.service import chat_service
 
 chat_api = Blueprint("chat_api", __name__, url_prefix="/api")
 register_api_errors(chat_api)
@@ -75,10 +75,9 @@ def _sent_message_id(caller: Caller, client_message_id: str) -> str | None:
     """The id of the message just inserted (or found, for a request sent twice), which the stop
     route takes. The reply is under way already: without it the stream goes on, unnamed."""
     try:
-        found = chat_service().caller_store(caller).find_client_message(client_message_id)
+        return chat_service().sent_message_id(caller, client_message_id)
     except StoreUnavailable:
         return None
-    return found[0] if found else None
 
 
 @chat_api.get("/chat/<conversation_id>/stream")
@@ -114,7 +113,7 @@ def stop_reply(conversation_id: str, message_id: str) -> ResponseReturnValue:
 def history(conversation_id: str) -> ResponseReturnValue:
     conversation_id = conversation_id_from_path(conversation_id)
     page = query(PageQuery)
-    result = chat_service().caller_store(current_caller()).conversation_history(
-        conversation_id, str(page.before) if page.before else None, page.limit
+    result = chat_service().conversation_history(
+        current_caller(), conversation_id, str(page.before) if page.before else None, page.limit
     )
     return jsonify(conversation_id=conversation_id, **result)

@@ -21,8 +21,8 @@ from chat.errors import (
 )
 from chat.logging import get_logger
 from chat.metrics import quota_limit_label
-from doors.errors import error_response
-from doors.service import chat_service
+from http_common.errors import error_response
+from http_common.service import chat_service
 
 logger = get_logger(__name__)
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from flask import Response, request
 
-from chat.direct_stream import StreamEvent
+from chat.waiting.direct_stream import StreamEvent
 
 
 def wants_event_stream() -> bool:

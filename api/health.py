@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
-from doors.service import chat_service
+from http_common.service import chat_service
 
 health = Blueprint("health", __name__)
 

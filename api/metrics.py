@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.typing import ResponseReturnValue
 
-from doors.errors import error_response
-from doors.service import chat_service
+from http_common.errors import error_response
+from http_common.service import chat_service
 
 metrics_api = Blueprint("metrics", __name__)
 _EXTENSION = "metrics_door"

@@ -16,7 +16,7 @@ from werkzeug.exceptions import BadRequest, NotFound, UnsupportedMediaType
 
 from api.auth import TokenVerifier, bearer_token
 from chat.caller import Caller
-from doors.request_body import read_body
+from http_common.request_body import read_body
 
 Schema = TypeVar("Schema", bound=BaseModel)
 P = ParamSpec("P")

@@ -24,7 +24,7 @@ from typing import Any
 
 from flask import Response
 
-from chat.direct_stream import StreamEvent
+from chat.waiting.direct_stream import StreamEvent
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "x-vercel-ai-ui-message-stream": "v1"}
 TEXT_PART = "text"

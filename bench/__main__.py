@@ -30,8 +30,8 @@ from bench import direct, history, machine, memory, pipeline, plot, report, targ
 from bench.config import MEASURED_DEFAULTS, QUICK, BenchConfig, service_setting
 from bench.fixtures import create_virtual_users
 from bench.harness import BenchEnvironment, bench_environment
-from chat.settings import load_settings
 from devstack.service_process import REPO_ROOT, procfile_command
+from server.settings import load_settings
 
 PHASES = ("pipeline", "direct", "capacity", "memory", "history")
 

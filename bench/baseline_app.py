@@ -31,14 +31,14 @@ from supabase import Client, ClientOptions, create_client
 
 from chat.logging import configure_logging
 from chat.service import ChatService
-from doors.service import install_chat_service
+from http_common.service import install_chat_service
 
 HISTORY_LIMIT = int(os.environ.get("CONTEXT_MAX_MESSAGES", "200"))  # the service's own limit, for a like-for-like read
 
 
 class NoBackgroundWork:
     """gunicorn.conf.py's hooks start and stop the service's background work through
-    ``doors.service.chat_service``; the baseline has none, so it answers them with nothing."""
+    ``http_common.service.chat_service``; the baseline has none, so it answers them with nothing."""
 
     def start(self) -> None:
         """Nothing runs in the background until a request saves its messages."""

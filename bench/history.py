@@ -31,7 +31,7 @@ from adapters.message_store import service_client, shared_http_client
 from bench.config import BenchConfig
 from bench.fixtures import VirtualUser
 from bench.harness import BenchEnvironment
-from chat.settings import load_settings
+from server.settings import load_settings
 
 WARMUP_CALLS = 3
 

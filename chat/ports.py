@@ -280,3 +280,15 @@ RunSoon = Callable[[Callable[[], object]], None]
 ReplyChannelsFactory = Callable[[ReplyFeed, RunSoon], ReplyChannels]
 """Builds the process's ReplyChannels once its feed and reply engine exist: events go into the
 feed, and the socket work runs on the engine's loop, reached through `call_soon` (RunSoon)."""
+
+
+class SiblingProcesses(Protocol):
+    """The other worker processes of this instance (adapters/sibling_notifier.py): told when a
+    message settles here, so a request waiting for it in another process wakes at once."""
+
+    def start(self, on_settled: Callable[[str], None]) -> None:
+        """Listen after the fork; `on_settled` hears each message id a sibling settled."""
+
+    def broadcast(self, message_id: str) -> None: ...
+
+    def stop(self) -> None: ...

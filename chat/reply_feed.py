@@ -2,7 +2,7 @@
 and receive its pieces, unbatched, as the pipeline makes them here, and, through the process's
 ReplyChannels (chat/ports.py), as Realtime brings them from wherever else the reply is generated
 (another worker process or instance). The SSE request keeps what extends its text and drops the
-rest (chat/direct_stream.py), so the same piece arriving both ways is harmless."""
+rest (chat/waiting/direct_stream.py), so the same piece arriving both ways is harmless."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TypeGuard
 
-# The reply events broadcast on `chat:<conversation_id>` (chat/broadcasts.py), as feed kinds.
+# The reply events broadcast on `chat:<conversation_id>` (chat/answering/broadcasts.py), as feed kinds.
 REPLY_EVENT_KINDS = {"reply_delta": "delta", "reply_done": "done", "reply_failed": "failed", "reply_stopped": "stopped"}
 
 

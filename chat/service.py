@@ -10,22 +10,23 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+from chat.answering.engine import ReplyEngine
+from chat.answering.model_allowlist import ModelAllowlist
+from chat.answering.pipeline import ReplyPipeline
+from chat.answering.redrive import RedriveSweep
+from chat.answering.streaming import ReplyStreaming
 from chat.caller import Caller
-from chat.direct_chat import ChatReply, DirectChat
-from chat.direct_stream import DirectStream, StreamEvent
-from chat.engine import ReplyEngine
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.metrics import NO_METRICS, ServiceMetrics
-from chat.model_allowlist import ModelAllowlist
-from chat.pipeline import ReplyPipeline
 from chat.ports import CallerStore, CallerStoreFactory, MessageStore
 from chat.readiness import UP, Readiness
-from chat.redrive import RedriveSweep
-from chat.siblings import SiblingNotifier
-from chat.streaming import ReplyStreaming
-from chat.waiter import ReplyWaiter
+from chat.waiting.direct_chat import ChatReply, DirectChat
+from chat.waiting.direct_stream import DirectStream, StreamEvent
+from chat.waiting.settled import SettledMessages
+from chat.waiting.waiter import ReplyWaiter
 
 logger = get_logger(__name__)
 
@@ -48,7 +49,7 @@ class ChatService:
     sweep: RedriveSweep
     waiter: ReplyWaiter
     direct_chat: DirectChat
-    siblings: SiblingNotifier
+    settled: SettledMessages
     models: ModelAllowlist
     direct_stream: DirectStream | None = None
     streaming: ReplyStreaming | None = None
@@ -73,6 +74,29 @@ class ChatService:
     def caller_store(self, caller: Caller) -> CallerStore:
         """The database as this verified caller sees it, under row-level security."""
         return self.open_caller_store(caller)
+
+    # --- the caller's conversations, under row-level security -------------------------------
+
+    def create_conversation(self, caller: Caller, fields: dict[str, Any]) -> dict[str, Any]:
+        return self.caller_store(caller).create_conversation(fields)
+
+    def list_conversations(self, caller: Caller, before: str | None, page_size: int) -> dict[str, Any]:
+        return self.caller_store(caller).list_conversations(before, page_size)
+
+    def get_conversation(self, caller: Caller, conversation_id: str) -> dict[str, Any]:
+        return self.caller_store(caller).get_conversation(conversation_id)
+
+    def delete_conversation(self, caller: Caller, conversation_id: str) -> None:
+        self.caller_store(caller).delete_conversation(conversation_id)
+
+    def conversation_history(self, caller: Caller, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]:
+        """A page of the conversation's messages, newest first (ConversationNotFound if not the caller's)."""
+        return self.caller_store(caller).conversation_history(conversation_id, before, page_size)
+
+    def sent_message_id(self, caller: Caller, client_message_id: str) -> str | None:
+        """The id of the caller's message sent with this idempotency key, if it exists."""
+        found = self.caller_store(caller).find_client_message(client_message_id)
+        return found[0] if found else None
 
     def send_message(self, caller: Caller, conversation_id: str, content: str, client_message_id: str | None) -> ChatReply:
         """Insert the message as the caller and wait for the pipeline's reply (see DirectChat)."""
@@ -126,13 +150,13 @@ class ChatService:
         self.engine.start()
         self.models.start()
         self.sweep.start()
-        self.siblings.start()
+        self.settled.start()
 
     def begin_shutdown(self) -> None:
         """SIGTERM: take no new webhooks (they get 503 and are re-driven elsewhere), stop sweeping."""
         self.engine.stop_accepting()
         self.sweep.stop(wait=False)
-        self.siblings.stop()
+        self.settled.stop()
         self.models.stop()
 
     def finish_shutdown(self, drain_seconds: float) -> list[str]:

@@ -21,10 +21,10 @@ from api.requests import RestDoor, install_rest_door
 from chat.logging import configure_logging
 from chat.metrics import ServiceMetrics
 from chat.service import ChatService
-from chat.settings import Settings, load_settings
-from doors.errors import register_error_handlers
-from doors.service import install_chat_service
+from http_common.errors import register_error_handlers
+from http_common.service import install_chat_service
 from server.http_guards import HttpGuards
+from server.settings import Settings, load_settings
 from server.wiring import build_chat_service
 from webhook.routes import WebhookDoor, install_webhook_door, webhook
 from webhook.signature import WebhookVerifier

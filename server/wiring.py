@@ -19,15 +19,15 @@ from adapters.model import OpenAIChatModel
 from adapters.prometheus_metrics import PrometheusMetrics
 from adapters.realtime_channels import RealtimeReplyChannels
 from adapters.reply_store import PostgrestReplyStore
-from chat.broadcasts import ReplyBroadcasts
-from chat.direct_chat import DirectChat
-from chat.direct_stream import DirectStream
-from chat.engine import LoopHook, ReplyEngine
-from chat.live_replies import LiveReplies
+from adapters.sibling_notifier import SiblingNotifier
+from chat.answering.broadcasts import ReplyBroadcasts
+from chat.answering.engine import LoopHook, ReplyEngine
+from chat.answering.live_replies import LiveReplies
+from chat.answering.model_allowlist import ModelAllowlist
+from chat.answering.pipeline import ReplyPipeline
+from chat.answering.redrive import RedriveSweep
+from chat.answering.streaming import ReplyStreaming
 from chat.metrics import NO_METRICS, ServiceMetrics
-from chat.model_allowlist import ModelAllowlist
-from chat.outcome import MessageOutcome
-from chat.pipeline import ReplyPipeline
 from chat.ports import (
     CallerStoreFactory,
     ChatModel,
@@ -36,16 +36,17 @@ from chat.ports import (
     ReplyChannelsFactory,
     ReplyStore,
     RunSoon,
+    SiblingProcesses,
     StreamingChatModel,
 )
 from chat.readiness import Probe, Readiness
-from chat.redrive import RedriveSweep
 from chat.reply_feed import ReplyFeed
 from chat.service import ChatService
-from chat.settings import Settings
-from chat.siblings import SiblingNotifier
-from chat.streaming import ReplyStreaming
-from chat.waiter import ReplyWaiter
+from chat.waiting.direct_chat import DirectChat
+from chat.waiting.direct_stream import DirectStream
+from chat.waiting.settled import NoSiblings, SettledMessages
+from chat.waiting.waiter import ReplyWaiter
+from server.settings import Settings
 
 # Connections for the doors' threads (waiting /api requests, the sweep, the waiter's poll).
 DOOR_CONNECTIONS = 128
@@ -95,6 +96,7 @@ def build_chat_service(settings: Settings) -> ChatService:
         new_loop=_fastest_event_loop(),
         metrics=metrics,
         probes={"model": model.ping, "realtime": broadcaster.ping},
+        siblings=SiblingNotifier(),
     )
 
 
@@ -120,6 +122,7 @@ def assemble_chat_service(
     new_loop: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
     metrics: ServiceMetrics = NO_METRICS,
     probes: Mapping[str, AsyncProbe] | None = None,
+    siblings: SiblingProcesses | None = None,
 ) -> ChatService:
     """The domain around its ports: pipeline, reply engine, sweep, waiter, direct chat, siblings.
     With a broadcaster and a model that streams, replies are streamed, and SSE requests follow
@@ -128,12 +131,16 @@ def assemble_chat_service(
     Realtime), beside the database's."""
     waiter = ReplyWaiter(store, settings.chat_poll_interval_seconds)
     streaming = _streaming(settings, reply_store, model, broadcaster, metrics)
-    siblings = SiblingNotifier(on_settled=waiter.notify)
-
-    def settled(message_id: str, outcome: MessageOutcome | None) -> None:
-        waiter.notify(message_id, outcome)
-        siblings.broadcast(message_id)
-
+    settled = SettledMessages(waiter, siblings or NoSiblings())
+    # The engine answers with the pipeline, which hands each settled message's successor in its
+    # conversation back to the engine (ReplyPipeline's docstring): hence the late-bound call.
+    engine = ReplyEngine(
+        lambda message_id: pipeline.answer(message_id),
+        settings.reply_concurrency,
+        settings.reply_queue_size,
+        [*([streaming.broadcasts.close] if streaming is not None else []), *(on_stop or [])],
+        new_loop,
+    )
     pipeline = ReplyPipeline(
         reply_store,
         model,
@@ -144,14 +151,10 @@ def assemble_chat_service(
         context_max_messages=settings.context_max_messages,
         offered_models=settings.offered_models,
         on_settled=settled,
+        hand_on=engine.submit,
         streaming=streaming,
         metrics=metrics,
     )
-    stop_hooks = [streaming.broadcasts.close] if streaming is not None else []
-    engine = ReplyEngine(
-        pipeline.answer, settings.reply_concurrency, settings.reply_queue_size, [*stop_hooks, *(on_stop or [])], new_loop
-    )
-    pipeline.hand_on = engine.submit  # a settled message's successor in its conversation goes next
     direct_chat = DirectChat(waiter, reply_timeout_seconds=settings.chat_reply_timeout_seconds)
     feed = streaming.feed if streaming is not None else ReplyFeed()
     direct_stream = DirectStream(
@@ -182,7 +185,7 @@ def assemble_chat_service(
         ),
         waiter=waiter,
         direct_chat=direct_chat,
-        siblings=siblings,
+        settled=settled,
         direct_stream=direct_stream,
         models=ModelAllowlist(store, settings.offered_models),
         streaming=streaming,

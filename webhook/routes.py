@@ -12,9 +12,9 @@ from pydantic import ValidationError
 
 from chat.logging import get_logger
 from chat.service import Delivery
-from doors.errors import error_response
-from doors.request_body import read_body
-from doors.service import chat_service
+from http_common.errors import error_response
+from http_common.request_body import read_body
+from http_common.service import chat_service
 from webhook.payload import DatabaseEvent
 from webhook.signature import InvalidSignature, WebhookVerifier
 

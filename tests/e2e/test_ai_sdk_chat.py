@@ -14,7 +14,7 @@ import pytest
 
 from api.ai_sdk import REGENERATE_REFUSED
 from api.ui_message_stream import encode, ui_message_parts
-from chat.direct_stream import StreamEvent
+from chat.waiting.direct_stream import StreamEvent
 from devstack.service_process import ServiceProcess
 from tests.support.ai_sdk import (
     OLDER_AI,

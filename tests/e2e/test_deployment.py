@@ -9,10 +9,10 @@ from pathlib import Path
 
 import psycopg
 
-from chat.settings import load_settings
 from devstack.stack import LocalStack
-from doors.service import chat_service
+from http_common.service import chat_service
 from server import create_app
+from server.settings import load_settings
 from tests.support.database import insert_user
 from tests.support.deliveries import message_event, message_state, pending_message, replies_to, signed_headers
 from tests.support.polling import wait_until

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from adapters.reply_store import PostgrestReplyStore
+from chat.answering.pipeline import AnswerResult, ReplyPipeline
 from chat.errors import StoreUnavailable
-from chat.pipeline import AnswerResult, ReplyPipeline
 from chat.ports import ModelReply
 from tests.support.database import Role, separate_migrated_database
 from tests.support.deliveries import pending_message

@@ -18,9 +18,9 @@ import psycopg
 import pytest
 
 from adapters.reply_store import PostgrestReplyStore
+from chat.answering.pipeline import AnswerResult, ReplyPipeline
 from chat.errors import ModelError, ModelUnavailable
 from chat.outcome import MessageOutcome
-from chat.pipeline import AnswerResult, ReplyPipeline
 from chat.ports import ModelReply
 from tests.support.database import separate_migrated_database
 from tests.support.deliveries import message_state, pending_message, replies_to

@@ -23,7 +23,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from chat.broadcasts import ReplyBroadcasts
+from chat.answering.broadcasts import ReplyBroadcasts
+from chat.answering.live_replies import LiveReplies
+from chat.answering.streaming import ReplyStreaming
 from chat.caller import Caller
 from chat.errors import (
     BroadcastFailed,
@@ -34,7 +36,6 @@ from chat.errors import (
     MessageNotFound,
     ModelError,
 )
-from chat.live_replies import LiveReplies
 from chat.outcome import MessageOutcome
 from chat.ports import (
     Broadcast,
@@ -50,7 +51,6 @@ from chat.ports import (
     WaitingMessage,
 )
 from chat.reply_feed import ReplyFeed, feed_event_of
-from chat.streaming import ReplyStreaming
 
 
 class Faults:

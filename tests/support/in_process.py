@@ -10,8 +10,8 @@ from flask import Flask
 
 from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.service import ChatService
-from chat.settings import Settings, load_settings
 from server import create_app
+from server.settings import Settings, load_settings
 from server.wiring import assemble_chat_service
 from tests.support.fakes import (
     InMemoryCallerStore,

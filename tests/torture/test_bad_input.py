@@ -28,12 +28,12 @@ from hypothesis import strategies as st
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
-from chat.settings import load_settings
 from devstack.service_process import ServiceProcess
 from devstack.serving import free_port
 from devstack.stack import LocalStack
-from doors.service import chat_service
+from http_common.service import chat_service
 from server import create_app
+from server.settings import load_settings
 from tests.support.ai_sdk import SDK_BODY_IS_READ_BEYOND_ITS_SCHEMA
 from tests.support.deliveries import message_event
 from tests.support.processes import service_env

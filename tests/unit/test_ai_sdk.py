@@ -25,8 +25,8 @@ from api.ai_sdk import (
     speaks_ai_sdk,
 )
 from api.ui_message_stream import RESTARTED, encode, ui_message_parts
-from chat.direct_stream import StreamEvent
 from chat.errors import ModelRejected, RateLimited, StoreRejected, StoreUnavailable
+from chat.waiting.direct_stream import StreamEvent
 from tests.support.ai_sdk import sdk_body, ui_parts
 from tests.unit.test_doors import Doors
 

@@ -323,13 +323,3 @@ def test_fly_scrapes_metrics_on_the_private_port_it_never_routes() -> None:
     fly = _fly_config()
     assert fly["metrics"] == {"port": int(fly["env"]["METRICS_PORT"]), "path": "/metrics"}
     assert fly["metrics"]["port"] != fly["http_service"]["internal_port"], "the public port asks for METRICS_TOKEN"
-
-
-def test_gunicorn_listens_on_the_metrics_port_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert len(_gunicorn_default("bind", monkeypatch)) == 1
-    for key in list(os.environ):
-        monkeypatch.delenv(key)
-    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
-    monkeypatch.setenv("METRICS_PORT", "9091")
-    bind = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["bind"]
-    assert bind[0] == "0.0.0.0:8000" and bind[1].endswith(":9091")

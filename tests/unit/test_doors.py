@@ -18,7 +18,7 @@ from flask.testing import FlaskClient
 from chat.caller import Caller
 from chat.errors import ModelRejected, RateLimited, StoreRejected, StoreUnavailable
 from chat.service import Delivery
-from doors.service import chat_service
+from http_common.service import chat_service
 from tests.support.deliveries import message_event, signed_headers
 from tests.support.fakes import InMemoryCallerStore
 from tests.support.in_process import LEGACY_JWT_SECRET, SUPABASE_URL, WEBHOOK_SECRET, FakeChat, fake_chat, unit_settings

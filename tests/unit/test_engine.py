@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chat.engine import ReplyEngine
+from chat.answering.engine import ReplyEngine
 from tests.support.polling import wait_until
 
 

@@ -7,15 +7,12 @@ waiting for the next refactor; these tests find it before a deploy does."""
 from __future__ import annotations
 
 import ast
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_PACKAGES = ("adapters", "api", "chat", "doors", "server", "webhook")
+PRODUCT_PACKAGES = ("adapters", "api", "chat", "http_common", "server", "webhook")
 # Loaded before forking, so each child starts with the libraries warm and no product module.
 THIRD_PARTY = ("aiohttp", "flask", "flask_cors", "gunicorn", "httpx", "jwt", "orjson", "postgrest", "pydantic",
                "pydantic_settings", "standardwebhooks", "structlog", "supabase", "tenacity")
@@ -27,28 +24,6 @@ IMPORT_ENVIRONMENT = {
     "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
     "OPENAI_API_KEY": "sk-unused",
 }
-
-FORK_PER_MODULE = """
-import importlib, os, sys
-for name in {third_party!r}:
-    importlib.import_module(name)
-assert not [m for m in sys.modules if m.split(".")[0] in {packages!r}], "a product module is preloaded"
-failed = []
-for module in sys.argv[1:]:
-    pid = os.fork()
-    if pid == 0:
-        try:
-            importlib.import_module(module)
-        except BaseException as error:
-            print(f"{{module}}: {{type(error).__name__}}: {{error}}", file=sys.stderr)
-            os._exit(1)
-        os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    if status:
-        failed.append(module)
-print(" ".join(failed))
-"""
-
 
 def product_modules() -> list[str]:
     modules = []
@@ -69,30 +44,35 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork to give each module a fresh interpreter state")
-def test_every_product_module_imports_alone() -> None:
-    modules = product_modules()
-    script = FORK_PER_MODULE.format(third_party=THIRD_PARTY, packages=PRODUCT_PACKAGES)
-    result = subprocess.run(
-        [sys.executable, "-c", script, *modules],
-        cwd=ROOT, env={**os.environ, **IMPORT_ENVIRONMENT}, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "", f"modules that do not import alone: {result.stdout}\n{result.stderr}"
-    assert len(modules) > 20  # the walk found the product, not an empty folder
-
-
 # (package, what it must never import): the arrows the architecture forbids.
 FORBIDDEN = [
     pytest.param("webhook", {"server", "api"}, id="event door: no app factory, no other door"),
     pytest.param("api", {"server", "webhook"}, id="REST door: no app factory, no other door"),
-    pytest.param("doors", {"server", "api", "webhook", "adapters"}, id="shared door helpers: nothing above"),
-    pytest.param("chat", {"server", "api", "webhook", "doors", "adapters", "flask", "werkzeug", "supabase", "postgrest",
+    pytest.param("http_common", {"server", "api", "webhook", "adapters"}, id="what both doors share: nothing above"),
+    pytest.param("chat", {"server", "api", "webhook", "http_common", "adapters", "flask", "werkzeug", "supabase", "postgrest",
                           "httpx", "aiohttp", "openai", "orjson", "uvloop", "gunicorn"},
                  id="the domain: no door, no adapter, no web or client library"),
-    pytest.param("adapters", {"server", "api", "webhook", "doors", "flask", "werkzeug", "gunicorn"},
+    pytest.param("adapters", {"server", "api", "webhook", "http_common", "flask", "werkzeug", "gunicorn"},
                  id="adapters: never Flask, never a door"),
 ]
+
+# (folder, modules it must never import): the two flows meet only in chat/service.py and the ports.
+FORBIDDEN_MODULES = [
+    pytest.param("chat/answering", "chat.waiting", id="answering never waits: it settles and announces"),
+    pytest.param("chat/waiting", "chat.answering", id="waiting never answers: it hands messages to the service"),
+]
+
+
+@pytest.mark.parametrize(("folder", "forbidden"), FORBIDDEN_MODULES)
+def test_the_two_flows_meet_only_in_the_service(folder: str, forbidden: str) -> None:
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in (ROOT / folder).rglob("*.py")
+        for name in imported_modules(path)
+        if name == forbidden or name.startswith(forbidden + ".")
+    }
+    assert not wrong, sorted(wrong)
+    assert list((ROOT / folder).rglob("*.py"))  # the folder exists: the rule checks something
 
 
 @pytest.mark.parametrize(("package", "forbidden"), FORBIDDEN)
@@ -116,3 +96,17 @@ def test_only_the_wsgi_entry_point_imports_the_app_factory() -> None:
     }
     assert importers == set()
     assert "server" in imported_modules(ROOT / "server" / "wsgi.py")
+
+
+def test_the_doors_reach_the_domain_only_through_the_service_verbs() -> None:
+    """A door that opened the caller's store itself would skip what the service adds (metrics,
+    the waiting rules): the doors name verbs of ChatService, never its parts."""
+    reaching_in = {
+        f"{path.relative_to(ROOT)}: {line.strip()}"
+        for door in ("api", "webhook")
+        for path in (ROOT / door).rglob("*.py")
+        for line in path.read_text().splitlines()
+        if "chat_service()." in line and any(f"chat_service().{part}" in line for part in
+                                             ("caller_store", "store.", "pipeline", "engine", "waiter", "settled"))
+    }
+    assert not reaching_in, sorted(reaching_in)

@@ -22,7 +22,7 @@ from adapters.prometheus_metrics import PendingMessages, PrometheusMetrics
 from chat.caller import Caller
 from chat.errors import ModelRejected, RateLimited, StoreUnavailable
 from chat.readiness import Readiness
-from doors.service import chat_service
+from http_common.service import chat_service
 from tests.support.deliveries import message_event, signed_headers
 from tests.support.fakes import InMemoryCallerStore
 from tests.support.in_process import WEBHOOK_SECRET, FakeChat, fake_chat, unit_settings

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from chat.answering.pipeline import INTERNAL_ERROR_MESSAGE, AnswerResult, ReplyPipeline
 from chat.errors import ModelRejected, ModelUnavailable, StoreRejected, StoreUnavailable
 from chat.outcome import MessageOutcome
-from chat.pipeline import INTERNAL_ERROR_MESSAGE, AnswerResult, ReplyPipeline
 from tests.support.fakes import InMemoryDatabase, InMemoryMessageStore, RecordingBroadcaster, ScriptedModel, reply_streaming
 from tests.support.polling import wait_until
 

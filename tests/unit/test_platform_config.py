@@ -23,8 +23,8 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
-from chat.settings import load_settings
 from server import create_app
+from server.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DURATION = re.compile(r"^\d+(?:\.\d+)?(?:ms|s|m|h)$")

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 
 from chat.caller import Caller
-from chat.direct_stream import StreamEvent
 from chat.reply_feed import FeedEvent, feed_event_of
 from chat.service import ChatService
-from chat.settings import Settings
+from chat.waiting.direct_stream import StreamEvent
+from server.settings import Settings
 from server.wiring import assemble_chat_service
 from tests.support.fakes import (
     InMemoryDatabase,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.settings import ConfigurationError, load_settings
+from server.settings import ConfigurationError, load_settings
 
 VALID = {
     "supabase_url": "http://127.0.0.1:54321",

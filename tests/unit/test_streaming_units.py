@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
-from chat.broadcasts import ReplyBroadcasts, ReplyKey
-from chat.direct_stream import _Text
-from chat.live_replies import LiveReplies
+from chat.answering.broadcasts import ReplyBroadcasts, ReplyKey
+from chat.answering.live_replies import LiveReplies
 from chat.ports import ClaimedMessage, ReplyCheckpoint, TickAnswer
 from chat.reply_feed import FeedEvent
+from chat.waiting.direct_stream import _Text
 from tests.support.fakes import RecordingBroadcaster
 from tests.support.streaming import Gap, ResumedReply
 

@@ -7,7 +7,7 @@ import threading
 
 from chat.errors import StoreUnavailable
 from chat.outcome import MessageOutcome
-from chat.waiter import ReplyWaiter
+from chat.waiting.waiter import ReplyWaiter
 from tests.support.fakes import InMemoryDatabase, InMemoryMessageStore
 from tests.support.polling import wait_until
 

@@ -1,5 +1,5 @@
 """One claimed message answered as a stream, on the reply engine's loop: the reply row from the
-first piece on, its text checkpointed by the process's reply tick (chat/live_replies.py), deltas
+first piece on, its text checkpointed by the process's reply tick (chat/answering/live_replies.py), deltas
 to Realtime (batched) and to this process's SSE requests (at once), and a stop honoured within
 one tick by closing the model's stream.
 
@@ -20,9 +20,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from chat.broadcasts import ReplyBroadcasts, ReplyKey
+from chat.answering.broadcasts import ReplyBroadcasts, ReplyKey
+from chat.answering.live_replies import LiveReplies, LiveReply
 from chat.errors import ClaimSuperseded, ModelError
-from chat.live_replies import LiveReplies, LiveReply
 from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.outcome import MessageOutcome
 from chat.ports import ClaimedMessage, ModelReply, ModelStream, ReplyStore, StreamingChatModel

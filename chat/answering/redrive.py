@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from chat.engine import ReplyEngine
+from chat.answering.engine import ReplyEngine
 from chat.errors import StoreUnavailable
 from chat.logging import get_logger
 from chat.metrics import NO_METRICS, ServiceMetrics

@@ -35,12 +35,12 @@ from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from chat.direct_chat import DirectChat
 from chat.errors import DuplicateClientMessage, ReplyFailed, ReplyTimeout, StoreUnavailable
 from chat.logging import get_logger
 from chat.ports import CallerStore, ChannelFollowing, ReplyChannels
 from chat.reply_feed import FeedEvent, ReplyFeed
-from chat.waiter import Expectation, ReplyWaiter
+from chat.waiting.direct_chat import DirectChat
+from chat.waiting.waiter import Expectation, ReplyWaiter
 
 logger = get_logger(__name__)
 REPLY_TIMEOUT_MESSAGE = "No reply yet. The message is kept and will be answered: fetch it later from the history."

@@ -25,17 +25,21 @@ logger = get_logger(__name__)
 
 
 class SiblingNotifier:
-    def __init__(self, on_settled: Callable[[str], None], group: str | None = None) -> None:
-        self.on_settled = on_settled
+    """The SiblingProcesses port (chat/ports.py) over loopback UDP."""
+
+    def __init__(self, group: str | None = None) -> None:
+        self.on_settled: Callable[[str], None] = lambda _message_id: None
         # Workers of one gunicorn master share its pid as their parent.
         self.folder = Path(tempfile.gettempdir()) / f"ai-chat-server-siblings-{group or os.getppid()}"
         self._socket: socket.socket | None = None
         self._registration: Path | None = None
 
-    def start(self) -> None:
-        """Bind, register, listen. Called once per process, after the fork."""
+    def start(self, on_settled: Callable[[str], None]) -> None:
+        """Bind, register, listen; `on_settled` hears each id a sibling sends. Called once per
+        process, after the fork."""
         if self._socket is not None:
             return
+        self.on_settled = on_settled
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._socket.bind(("127.0.0.1", 0))
         self.folder.mkdir(mode=0o700, exist_ok=True)

@@ -16,7 +16,7 @@ from chat.errors import (
 )
 from chat.outcome import MessageOutcome
 from chat.ports import CallerStore
-from chat.waiter import ReplyWaiter
+from chat.waiting.waiter import ReplyWaiter
 
 
 @dataclass(frozen=True)

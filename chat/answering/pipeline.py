@@ -21,13 +21,13 @@ from collections.abc import Callable
 
 import structlog
 
-from chat.context import build_prompt
+from chat.answering.context import build_prompt
+from chat.answering.streaming import ReplyStreaming
 from chat.errors import ClaimSuperseded, ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
 from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.outcome import MessageOutcome
 from chat.ports import ChatModel, ClaimedMessage, ReplyStore, WaitingMessage
-from chat.streaming import ReplyStreaming
 
 logger = get_logger(__name__)
 INTERNAL_ERROR_MESSAGE = "Something went wrong while answering this message. Please send it again."
@@ -48,7 +48,7 @@ SETTLED_HERE = (AnswerResult.ANSWERED, AnswerResult.FAILED, AnswerResult.STOPPED
 
 
 class ReplyPipeline:
-    """Runs on the reply engine's loop (chat/engine.py): every step awaits the network."""
+    """Runs on the reply engine's loop (chat/answering/engine.py): every step awaits the network."""
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""Worker processes of one instance wake each other's waiters over loopback UDP."""
+"""Worker processes of one instance wake each other's waiters over loopback UDP (real sockets:
+the integration layer)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chat.siblings import SiblingNotifier
+from adapters.sibling_notifier import SiblingNotifier
 from tests.support.polling import wait_until
 
 
@@ -16,14 +17,14 @@ def pair() -> Iterator[tuple[SiblingNotifier, SiblingNotifier, list[str], list[s
     group = f"test-{uuid.uuid4().hex}"
     heard_by_first: list[str] = []
     heard_by_second: list[str] = []
-    first = SiblingNotifier(heard_by_first.append, group=group)
-    second = SiblingNotifier(heard_by_second.append, group=group)
+    first = SiblingNotifier(group=group)
+    second = SiblingNotifier(group=group)
     # Two notifiers in one process share a pid; give the second its own registration name.
-    first.start()
+    first.start(heard_by_first.append)
     assert first._registration is not None
     first._registration.rename(first._registration.with_name("1"))
     first._registration = first._registration.with_name("1")
-    second.start()
+    second.start(heard_by_second.append)
     yield first, second, heard_by_first, heard_by_second
     first.stop()
     second.stop()
