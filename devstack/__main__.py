@@ -39,7 +39,7 @@ def main() -> int:
         webhook_url=f"http://{service_bind}/webhooks/messages",
     )
     stack = LocalStack(config).start()
-    print("Local Supabase stand-in is running (see README: what stands in for what).\n")
+    print("Local Supabase stand-in is running (see docs/local-stack.md: what stands in for what).\n")
     print(stack.status_text(), flush=True)
     if stack.chat_page_url:
         print(f"\nChat page: open {stack.chat_page_url} and sign up (any email and password).", flush=True)

@@ -3,7 +3,7 @@ most once per interval (the first piece at once, so the first token is not delay
 replies due at the same moment go out in one request. Supabase counts every delivered message
 against the project's rate, so one message per token would use it up with a handful of streams.
 
-Event contract (the README's streaming section): on the private channel
+Event contract (docs/streaming.md): on the private channel
 `chat:<conversation_id>`, `reply_delta` {message_id, reply_id, attempt, offset, delta},
 `reply_done`, `reply_failed` (+ error), `reply_stopped`, each with message_id, reply_id, attempt.
 A reply's events go out in the order they were made: one sender task, final events after the

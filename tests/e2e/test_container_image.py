@@ -70,7 +70,7 @@ def container(
 
 
 def _report_figures(image: BuiltImage, running: ContainerService, request: pytest.FixtureRequest) -> None:
-    """The figures the README quotes, printed and kept in the cache folder; measured, not asserted."""
+    """The figures docs/deployment.md quotes, printed and kept in the cache folder; measured, not asserted."""
     figures = {
         "builder": image.builder.name,
         "base": image.base or "Dockerfile default",
