@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint schema bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "Python 3.10 or newer is required")'
@@ -25,6 +25,11 @@ test: install lint
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+## supabase/schema.sql, the schema the migrations leave, dumped from a throwaway migrated Postgres;
+## after adding a migration run this, commit the file, and bring docs/schema.md up to date.
+schema: install
+	$(PY) -m devstack.schema_dump
 
 ## Every benchmark figure in one run (about 10 minutes on 2 cores): prints a table, writes
 ## bench/results/latest.json and bench/results/latency.png, then the Realtime figures
