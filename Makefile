@@ -27,9 +27,11 @@ lint: install
 	$(VENV)/bin/mypy
 
 ## supabase/schema.sql, the schema the migrations leave, dumped from a throwaway migrated Postgres;
-## after adding a migration run this, commit the file, and bring docs/schema.md up to date.
+## then the function tables of docs/schema.md (grants, defining migration). After adding a
+## migration run this, write the Job line of each new function and commit both files.
 schema: install
 	$(PY) -m devstack.schema_dump
+	$(PY) -m devstack.schema_doc
 
 ## Every benchmark figure in one run (about 10 minutes on 2 cores): prints a table, writes
 ## bench/results/latest.json and bench/results/latency.png, then the Realtime figures
