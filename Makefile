@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint schema bench clean
 
 $(INSTALLED): requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "Python 3.10 or newer is required")'
@@ -25,6 +25,13 @@ test: install lint
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+
+## supabase/schema.sql, the schema the migrations leave, dumped from a throwaway migrated Postgres;
+## then the function tables of docs/schema.md (grants, defining migration). After adding a
+## migration run this, write the Job line of each new function and commit both files.
+schema: install
+	$(PY) -m devstack.schema_dump
+	$(PY) -m devstack.schema_doc
 
 ## Every benchmark figure in one run (about 10 minutes on 2 cores): prints a table, writes
 ## bench/results/latest.json and bench/results/latency.png, then the Realtime figures
