@@ -45,6 +45,19 @@ def with_header(name: str, value: str | None) -> Callable[[], dict[str, str]]:
     return headers
 
 
+def with_version(version: str) -> Callable[[], dict[str, str]]:
+    """Our signature under another version prefix than v1."""
+    def headers() -> dict[str, str]:
+        signed = signed_headers(SECRET, BODY)
+        signed["webhook-signature"] = signed["webhook-signature"].replace("v1,", f"{version},")
+        return signed
+    return headers
+
+
+def every_header_empty() -> dict[str, str]:
+    return {**signed_headers(SECRET, BODY), "webhook-id": "", "webhook-timestamp": "", "webhook-signature": ""}
+
+
 def signed(secret: str = SECRET, age_seconds: float = 0) -> Callable[[], dict[str, str]]:
     return lambda: signed_headers(secret, BODY, age_seconds=age_seconds)
 
@@ -74,6 +87,13 @@ def signed(secret: str = SECRET, age_seconds: float = 0) -> Callable[[], dict[st
         pytest.param(BODY, with_header("webhook-signature", "v1"), "signature does not verify (ValueError)",
                      id="signature without a comma"),
         pytest.param(b"\xff\xfe", signed(), "signature does not verify (UnicodeDecodeError)", id="body not UTF-8"),
+        pytest.param(BODY, with_header("webhook-signature", "v1,AAAA"),
+                     "signature does not verify (WebhookVerificationError)", id="a signature that is not ours"),
+        pytest.param(BODY, with_header("webhook-signature", "v1,!!!not-base64!!!"),
+                     "signature does not verify (Error)", id="signature not base64"),
+        pytest.param(BODY, with_version("v9"),
+                     "signature does not verify (WebhookVerificationError)", id="an unknown signature version"),
+        pytest.param(BODY, every_header_empty, "webhook-timestamp is missing or not a number", id="every header empty"),
     ],
 )
 def test_each_defect_is_refused_with_its_reason(

@@ -48,6 +48,10 @@ def claims(**changes: Any) -> dict[str, Any]:
     return {key: value for key, value in {**base, **changes}.items() if value is not None}
 
 
+# The anon and service_role API keys as Supabase issues them (devstack/keys.py): no sub, no aud.
+API_KEY_CLAIMS = {"iss": "supabase-demo", "iat": int(time.time()) - 60, "exp": int(time.time()) + 3600}
+
+
 def es256(payload: dict[str, Any], key: Any = PROJECT_KEY, kid: str | None = "project") -> str:
     return jwt.encode(payload, key, algorithm="ES256", headers={"kid": kid} if kid else {})
 
@@ -90,7 +94,16 @@ PUBLIC_PEM = PROJECT_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.Su
         pytest.param(es256(claims(iss="http://elsewhere/auth/v1")), "The access token is not valid (InvalidIssuerError).",
                      id="another project's issuer"),
         pytest.param(es256(claims(exp=None)), "The access token is not valid (MissingRequiredClaimError).", id="no exp"),
+        pytest.param(es256(claims(sub=None)), "The access token is not valid (MissingRequiredClaimError).", id="no sub"),
         pytest.param(es256(claims(role="anon")), "The access token is not a signed-in user's token.", id="anon role"),
+        pytest.param(es256(claims(role="service_role")), "The access token is not a signed-in user's token.",
+                     id="service_role role"),
+        pytest.param(hs256(claims(role="service_role")), "The access token is not a signed-in user's token.",
+                     id="service_role role, legacy HS256"),
+        pytest.param(hs256(API_KEY_CLAIMS | {"role": "anon"}), "The access token is not valid (MissingRequiredClaimError).",
+                     id="the project's anon API key"),
+        pytest.param(hs256(API_KEY_CLAIMS | {"role": "service_role"}),
+                     "The access token is not valid (MissingRequiredClaimError).", id="the project's service_role API key"),
         pytest.param(es256(claims(), key=OTHER_KEY), "The access token is not valid (InvalidSignatureError).",
                      id="signed with another key under the project's kid"),
         pytest.param(es256(claims(), kid=None), "The access token names no signing key.", id="no kid"),
@@ -109,11 +122,22 @@ def test_forged_or_unusable_tokens_are_refused_with_the_reason(token: str, reaso
     assert str(refused.value) == reason
 
 
-def test_an_es256_token_whose_header_claims_another_algorithm_is_refused() -> None:
-    header = base64.urlsafe_b64encode(json.dumps({"alg": "RS256", "kid": "project"}).encode()).rstrip(b"=").decode()
-    token = f"{header}.{es256(claims()).split('.', 1)[1]}"  # the ES256 key, claimed as an RSA one
-    with pytest.raises(InvalidToken, match="algorithm does not match its signing key"):
+@pytest.mark.parametrize(
+    ("algorithm", "reason"),
+    [
+        pytest.param("RS256", "The access token's algorithm does not match its signing key.", id="RS256"),
+        pytest.param("EdDSA", "The access token's algorithm does not match its signing key.", id="EdDSA"),
+        pytest.param("ES384", "Tokens signed with 'ES384' are not accepted.", id="ES384"),
+    ],
+)
+def test_a_token_whose_header_claims_another_algorithm_under_the_projects_kid_is_refused(
+    algorithm: str, reason: str
+) -> None:
+    header = base64.urlsafe_b64encode(json.dumps({"alg": algorithm, "kid": "project"}).encode()).rstrip(b"=").decode()
+    token = f"{header}.{es256(claims()).split('.', 1)[1]}"  # the ES256 key and signature, claimed as another algorithm
+    with pytest.raises(InvalidToken) as refused:
         verifier().verify(token)
+    assert str(refused.value) == reason
 
 
 def test_legacy_tokens_are_refused_without_the_legacy_secret() -> None:
