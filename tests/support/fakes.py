@@ -21,8 +21,10 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
+from adapters.postgrest_errors import DATA_REFUSED_MESSAGE
 from chat.answering.broadcasts import ReplyBroadcasts
 from chat.answering.live_replies import LiveReplies
 from chat.answering.streaming import ReplyStreaming
@@ -33,6 +35,7 @@ from chat.errors import (
     ConversationNotFound,
     CursorNotFound,
     DuplicateClientMessage,
+    InvalidRequest,
     MessageNotFound,
     ModelError,
 )
@@ -90,6 +93,7 @@ class Row:
     reply: StoredReply | None = None  # the settled reply (done, or the partial text of a stopped/failed stream)
     streaming: StreamingRow | None = None  # the reply row while it streams (and after, as it ended)
     stop_requested: bool = False
+    inserted_at: str = field(default_factory=lambda: _now_text())  # created_at as the API shows it
 
 
 @dataclass
@@ -103,11 +107,26 @@ class StreamingRow:
     error: str | None = None
 
 
+CONVERSATION_FIELDS = ("title", "system_prompt", "model")  # what a caller may set (the insert grant)
+USER_MESSAGE_LENGTH = range(1, 32001)  # messages_user_content_length
+
+
 @dataclass
 class Conversation:
     id: str
     user_id: str
     fields: dict[str, Any] = field(default_factory=dict)
+    created_at: str = field(default_factory=lambda: _now_text())
+
+    def row(self) -> dict[str, Any]:
+        """The conversation as public.conversations holds it: every column, unset ones null."""
+        settable = {name: self.fields.get(name) for name in CONVERSATION_FIELDS}
+        return {"id": self.id, "user_id": self.user_id, **settable,
+                "created_at": self.created_at, "updated_at": self.created_at}
+
+
+def _now_text() -> str:
+    return datetime.now(timezone.utc).isoformat()
 
 
 class InMemoryDatabase:
@@ -353,7 +372,8 @@ class InMemoryMessageStore(Faults):
 
 
 class InMemoryCallerStore(Faults):
-    """chat.ports.CallerStore for one caller: row-level security as "only your own rows"."""
+    """chat.ports.CallerStore for one caller: row-level security as "only your own rows", and the
+    database's refusals as the adapter names them (a malformed id or content is InvalidRequest)."""
 
     def __init__(self, database: InMemoryDatabase, caller: Caller) -> None:
         super().__init__()
@@ -362,6 +382,9 @@ class InMemoryCallerStore(Faults):
 
     def insert_message(self, message_id: str, conversation_id: str, content: str, client_message_id: str | None) -> str:
         self.check("insert_message")
+        _ids(message_id, conversation_id, client_message_id)
+        if len(content) not in USER_MESSAGE_LENGTH:
+            raise InvalidRequest(DATA_REFUSED_MESSAGE)
         with self.db.lock:
             self._own_conversation(conversation_id)
             if client_message_id and any(
@@ -376,6 +399,7 @@ class InMemoryCallerStore(Faults):
 
     def find_client_message(self, client_message_id: str) -> tuple[str, str] | None:
         self.check("find_client_message")
+        _ids(client_message_id)
         with self.db.lock:
             for row in self.db.messages.values():
                 if row.client_message_id == client_message_id and row.user_id == self.caller.user_id:
@@ -383,13 +407,19 @@ class InMemoryCallerStore(Faults):
         return None
 
     def message_outcome(self, message_id: str) -> MessageOutcome | None:
+        """As message_outcome's join: the reply row whatever its state (a streaming one's text so far)."""
         self.check("message_outcome")
+        _ids(message_id)
         with self.db.lock:
-            row = self.db.messages.get(message_id)
-            return self.db.outcome(message_id) if row and row.user_id == self.caller.user_id else None
+            row = self._own_message(message_id)
+            outcome = self.db.outcome(message_id) if row else None
+            if row is None or outcome is None or row.streaming is None:
+                return outcome
+            return dataclasses.replace(outcome, reply_id=row.streaming.reply_id, reply=row.streaming.content)
 
     def latest_user_message(self, conversation_id: str) -> tuple[str, str] | None:
         self.check("latest_user_message")
+        _ids(conversation_id)
         with self.db.lock:
             rows = [r for r in self.db.messages.values()
                     if r.conversation_id == conversation_id and r.user_id == self.caller.user_id]
@@ -405,52 +435,76 @@ class InMemoryCallerStore(Faults):
             streamed = self.db.messages[message_id].streaming
         if streamed is not None:
             return ReplyProgress(outcome.status, streamed.reply_id, streamed.content, streamed.attempt, outcome.error)
-        return ReplyProgress(outcome.status, outcome.reply_id, outcome.reply, 1 if outcome.reply_id else None, outcome.error)
+        # A reply written whole (complete_message_for_reply) has no attempt: the column is the streamed rows'.
+        return ReplyProgress(outcome.status, outcome.reply_id, outcome.reply, None, outcome.error)
 
     def stop_reply(self, message_id: str) -> str:
-        """As the SQL: a pending message is stopped at once, a settled one left as it is."""
+        """As the SQL: a message nobody generates (pending, or its worker's lease ran out) is
+        stopped at once with its partial reply; a live one is asked; a settled one left as it is."""
         self.check("stop_reply")
+        _ids(message_id)
         with self.db.lock:
-            row = self.db.messages.get(message_id)
-            if row is None or row.user_id != self.caller.user_id:
+            row = self._own_message(message_id)
+            if row is None:
                 raise MessageNotFound(message_id)
-            if row.status == "pending":
-                row.status = "stopped"
-            elif row.status == "processing":
-                row.stop_requested = True  # the generating worker learns it from its next reply tick
+            if row.status in ("done", "failed", "stopped"):
+                return row.status
+            row.stop_requested = True  # a generating worker learns it from its next reply tick
+            expired = row.lease_expires_at is not None and row.lease_expires_at < self.db.clock()
+            if row.status == "pending" or expired:
+                row.status, row.lease_expires_at, row.claim_token = "stopped", None, None
+                if row.streaming is not None and row.streaming.status == "streaming":
+                    row.streaming.status = "stopped"
+                    row.reply = StoredReply(row.streaming.reply_id, row.streaming.content, row.conversation_id)
             return row.status
 
     def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]:
+        """A page of the conversation's rows in order (each message, then its reply), newest page first."""
         self.check("conversation_history")
+        _ids(conversation_id, before)
         with self.db.lock:
             self._own_conversation(conversation_id)
             rows = sorted((r for r in self.db.messages.values() if r.conversation_id == conversation_id),
-                          key=lambda r: r.created_at)
-            if before is not None and before not in {r.id for r in rows}:
+                          key=lambda r: r.seq)
+            items = [item for row in rows for item in _history_rows(row)]
+        end = len(items)
+        if before is not None:
+            end = next((index for index, item in enumerate(items) if item["id"] == before), -1)
+            if end < 0:
                 raise CursorNotFound(before)
-            messages = [{"id": r.id, "role": "user", "content": r.content, "status": r.status} for r in rows]
-            return {"messages": messages[-page_size:], "next_before": None}
+        page = items[max(end - page_size, 0):end]
+        return {"messages": page, "next_before": page[0]["id"] if page and end > page_size else None}
 
     def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]:
         self.check("create_conversation")
         with self.db.lock:
             conversation_id = self.db.add_conversation(self.caller.user_id, **fields)
-            return {"id": conversation_id, "user_id": self.caller.user_id, **fields}
+            return self.db.conversations[conversation_id].row()
 
     def list_conversations(self, before: str | None, page_size: int) -> dict[str, Any]:
+        """The caller's conversations newest first, a page at a time (`before`: the last one seen)."""
         self.check("list_conversations")
+        _ids(before)
         with self.db.lock:
-            own = [c for c in self.db.conversations.values() if c.user_id == self.caller.user_id]
-            return {"conversations": [{"id": c.id, **c.fields} for c in own][:page_size], "next_before": None}
+            own = [c for c in reversed(self.db.conversations.values()) if c.user_id == self.caller.user_id]
+        start = 0
+        if before is not None:
+            start = next((index + 1 for index, c in enumerate(own) if c.id == before), -1)
+            if start < 0:
+                raise CursorNotFound(before)
+        page = [{name: value for name, value in c.row().items() if name != "user_id"} for c in own[start:start + page_size]]
+        more = len(own) > start + page_size
+        return {"conversations": page, "next_before": page[-1]["id"] if page and more else None}
 
     def get_conversation(self, conversation_id: str) -> dict[str, Any]:
         self.check("get_conversation")
+        _ids(conversation_id)
         with self.db.lock:
-            conversation = self._own_conversation(conversation_id)
-            return {"id": conversation.id, "user_id": conversation.user_id, **conversation.fields}
+            return self._own_conversation(conversation_id).row()
 
     def delete_conversation(self, conversation_id: str) -> None:
         self.check("delete_conversation")
+        _ids(conversation_id)
         with self.db.lock:
             self._own_conversation(conversation_id)
             del self.db.conversations[conversation_id]
@@ -462,6 +516,35 @@ class InMemoryCallerStore(Faults):
         if conversation is None or conversation.user_id != self.caller.user_id:
             raise ConversationNotFound(conversation_id)  # someone else's is indistinguishable from none
         return conversation
+
+    def _own_message(self, message_id: str) -> Row | None:
+        row = self.db.messages.get(message_id)
+        return row if row is not None and row.user_id == self.caller.user_id else None
+
+
+def _ids(*ids: str | None) -> None:
+    """Postgres refuses a uuid column's value that is not one (22P02): InvalidRequest."""
+    for each in ids:
+        try:
+            if each is not None:
+                uuid.UUID(each)
+        except ValueError:
+            raise InvalidRequest(DATA_REFUSED_MESSAGE) from None
+
+
+def _history_rows(row: Row) -> list[dict[str, Any]]:
+    """A user message as conversation_history shows it, then its reply row if it has one."""
+    items = [{"id": row.id, "role": "user", "content": row.content, "status": row.status, "error": row.error,
+              "reply_to": None, "created_at": row.inserted_at, "seq": row.seq}]
+    streamed, reply = row.streaming, row.reply
+    if streamed is not None:
+        items.append({"id": streamed.reply_id, "role": "assistant", "content": streamed.content,
+                      "status": streamed.status, "error": streamed.error})
+    elif reply is not None:
+        items.append({"id": reply.reply_id, "role": "assistant", "content": reply.content, "status": "done", "error": None})
+    for item in items[1:]:
+        item.update(reply_to=row.id, created_at=row.inserted_at, seq=row.seq + 1)
+    return items
 
 
 def caller_stores(database: InMemoryDatabase) -> tuple[CallerStoreFactory, dict[str, InMemoryCallerStore]]:
