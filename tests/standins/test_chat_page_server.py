@@ -73,5 +73,5 @@ def test_without_node_there_is_no_page_and_the_reason_says_node(tmp_path: Path, 
     shutil.copytree(WEB_DIR, web, ignore=shutil.ignore_patterns("node_modules"))
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
     packages = install_web_packages(web)
-    assert packages.supabase_js is None
+    assert packages.vendored == {}
     assert packages.missing is not None and "needs Node" in packages.missing
