@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
@@ -259,6 +260,35 @@ def test_html_and_script_links_in_a_markdown_reply_never_run(
                     "<a href=\"javascript:window.__pwned='raw-link'\">a raw link</a>", "a markdown link"):
         assert written in reply, reply
     assert "javascript:window.__pwned='markdown-link'" not in reply
+    assert page.js("return window.__pwned") is None
+
+
+@pytest.mark.parametrize(("markdown", "expected_html"), [
+    pytest.param("[x](JaVaScRiPt:alert(1))", "<p><a>x</a></p>", id="a javascript link in any case"),
+    pytest.param("[x](&#106;avascript:alert(1))", "<p><a>x</a></p>", id="a javascript link as an entity"),
+    pytest.param("[x](data:text/html,<script>alert(1)</script>)", "<p><a>x</a></p>", id="a data link"),
+    pytest.param("[x](vbscript:msgbox)", "<p><a>x</a></p>", id="a vbscript link"),
+    pytest.param("![x](https://example.com/pixel.png)",
+                 '<p><a href="https://example.com/pixel.png" target="_blank" rel="noopener noreferrer">x</a></p>',
+                 id="an image is a link, never loaded"),
+    pytest.param("<style>body{display:none}</style>", "<p>&lt;style&gt;body{display:none}&lt;/style&gt;</p>",
+                 id="a style block is text"),
+    pytest.param("<details open ontoggle=alert(1)>", "<p>&lt;details open ontoggle=alert(1)&gt;</p>",
+                 id="an event attribute is text"),
+    pytest.param("- [x] done", '<ul>\n<li><input checked="" disabled="" type="checkbox"> done</li>\n</ul>',
+                 id="a task list keeps its disabled box"),
+])
+def test_markdown_keeps_only_safe_elements(browser: Browsers, markdown: str, expected_html: str) -> None:
+    """markdown.js on its own, in the page: what reaches the DOM for text a model could write."""
+    page = browser("alice")
+    page.open()
+    html = page.driver.execute_async_script("""
+      const done = arguments[arguments.length - 1]
+      const { renderMarkdown } = await import('/src/markdown.js')
+      const holder = document.createElement('div')
+      holder.append(renderMarkdown(arguments[0]))
+      done(holder.innerHTML)""", markdown)
+    assert html == expected_html
     assert page.js("return window.__pwned") is None
 
 
