@@ -1,7 +1,8 @@
 """`python -m bench.chat_page`: the chat page's figures, part of `make bench`.
 
-1. Size: what a first visit downloads (the page's own files, the generated config.js and
-   supabase-js's single-file build), raw and gzipped.
+1. Size: what a first visit downloads (the page's own files, the generated config.js, supabase-js's
+   single-file build and the Markdown libraries' browser builds: marked, DOMPurify, highlight.js
+   with its few grammars), raw and gzipped.
 2. First paint: a cold load in a new headless Chromium profile each time: first contentful
    paint, and when the page is usable (the `chat-page-ready` mark, after supabase-js and the
    modules ran).
@@ -37,11 +38,15 @@ from devstack.quotas import GENEROUS, set_quota_defaults
 from devstack.service_process import REPO_ROOT, ServiceProcess
 from devstack.serving import free_port
 from devstack.stack import LocalStack, StackConfig
+from devstack.web_packages import VENDORED
 from tests.support.browser import Browser, chromium_or_skip
 
-PAGE_FILES = ["/", "/style.css", "/config.js", "/vendor/supabase-js.mjs", "/vendor/supabase.js",
-              "/src/main.js", "/src/dom.js", "/src/conversation-feed.js", "/src/reply-stream.js",
-              "/src/conversations.js", "/src/messages.js", "/src/message-view.js"]
+OWN_FILES = ["/", "/style.css", "/config.js", "/vendor/supabase-js.mjs",
+             "/src/main.js", "/src/dom.js", "/src/conversation-feed.js", "/src/reply-stream.js",
+             "/src/conversations.js", "/src/messages.js", "/src/message-view.js", "/src/markdown.js"]
+SUPABASE_JS = "/vendor/supabase.js"
+MARKDOWN_LIBRARIES = [f"/vendor/{name}" for name in VENDORED if f"/vendor/{name}" != SUPABASE_JS]
+PAGE_FILES = [*OWN_FILES, SUPABASE_JS, *MARKDOWN_LIBRARIES]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -55,15 +60,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def page_size(page_url: str) -> dict[str, Any]:
     files = {path: httpx.get(page_url + path).content for path in PAGE_FILES}
-    ours = {path: body for path, body in files.items() if path != "/vendor/supabase.js"}
-    return {
-        "total_bytes": sum(map(len, files.values())),
-        "total_gzip_bytes": sum(len(gzip.compress(body)) for body in files.values()),
-        "supabase_js_bytes": len(files["/vendor/supabase.js"]),
-        "supabase_js_gzip_bytes": len(gzip.compress(files["/vendor/supabase.js"])),
-        "page_own_bytes": sum(map(len, ours.values())),
-        "page_own_gzip_bytes": sum(len(gzip.compress(body)) for body in ours.values()),
-    }
+    figures: dict[str, Any] = {}
+    for name, paths in [("total", PAGE_FILES), ("supabase_js", [SUPABASE_JS]),
+                        ("markdown_libraries", MARKDOWN_LIBRARIES), ("page_own", OWN_FILES)]:
+        figures[f"{name}_bytes"] = sum(len(files[path]) for path in paths)
+        figures[f"{name}_gzip_bytes"] = sum(len(gzip.compress(files[path])) for path in paths)
+    return figures
 
 
 def first_paint(chromium: tuple[str, str], page_url: str, samples: int) -> dict[str, Any]:
@@ -122,7 +124,9 @@ def table(results: dict[str, Any]) -> str:
     size = results["size"]
     lines = [
         f"chat page: {size['total_bytes'] / 1024:.0f} KiB ({size['total_gzip_bytes'] / 1024:.0f} KiB gzipped), of which "
-        f"supabase-js {size['supabase_js_bytes'] / 1024:.0f} KiB ({size['supabase_js_gzip_bytes'] / 1024:.0f} KiB gzipped)",
+        f"supabase-js {size['supabase_js_bytes'] / 1024:.0f} KiB ({size['supabase_js_gzip_bytes'] / 1024:.0f} KiB gzipped),"
+        f" the Markdown libraries {size['markdown_libraries_bytes'] / 1024:.0f} KiB"
+        f" ({size['markdown_libraries_gzip_bytes'] / 1024:.0f} KiB gzipped)",
     ]
     for name, figure in [*results["first_paint"].items(), *results["replies"].items()]:
         if figure is None:

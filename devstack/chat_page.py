@@ -1,5 +1,6 @@
-"""Serves the reference chat page (web/) on a port of its own: the files as they are, supabase-js's
-single-file build from web/node_modules, and `/config.js` generated from the stack's API URL and
+"""Serves the reference chat page (web/) on a port of its own: the files as they are, its npm
+packages' browser builds from web/node_modules (supabase-js, marked, DOMPurify, highlight.js; see
+devstack/web_packages.py), and `/config.js` generated from the stack's API URL and
 anon key, so the same files work against a real project given another config.js.
 
 The Content-Security-Policy lets scripts come only from here (and the inline import map, by its
@@ -14,6 +15,7 @@ import hashlib
 import json
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import uvicorn
@@ -52,7 +54,8 @@ def content_security_policy(index_html: str, supabase_url: str) -> str:
     ])
 
 
-def create_chat_page(web_dir: Path, supabase_js: Path, supabase_url: str, anon_key: str) -> Starlette:
+def create_chat_page(web_dir: Path, vendored: dict[str, Path], supabase_url: str, anon_key: str) -> Starlette:
+    """`vendored`: /vendor/<name> -> the file (WebPackages.vendored)."""
     index_html = (web_dir / "index.html").read_text()
     headers = {
         "Content-Security-Policy": content_security_policy(index_html, supabase_url),
@@ -67,8 +70,10 @@ def create_chat_page(web_dir: Path, supabase_js: Path, supabase_url: str, anon_k
     async def config_js(request: Request) -> Response:
         return Response(config, media_type="text/javascript", headers=headers)
 
-    async def supabase_build(request: Request) -> Response:
-        return FileResponse(supabase_js, media_type="text/javascript", headers=headers)
+    def vendored_file(path: Path) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            return FileResponse(path, media_type="text/javascript", headers=headers)
+        return serve
 
     async def style(request: Request) -> Response:
         return FileResponse(web_dir / "style.css", media_type="text/css", headers=headers)
@@ -77,7 +82,7 @@ def create_chat_page(web_dir: Path, supabase_js: Path, supabase_url: str, anon_k
         Route("/", index),
         Route("/index.html", index),
         Route("/config.js", config_js),
-        Route("/vendor/supabase.js", supabase_build),
+        *(Route(f"/vendor/{name}", vendored_file(path)) for name, path in vendored.items()),
         Mount("/src", StaticFiles(directory=web_dir / "src")),
         Mount("/vendor", StaticFiles(directory=web_dir / "vendor")),
         Route("/style.css", style),
@@ -93,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=54380)
     args = parser.parse_args(argv)
     packages = install_web_packages()
-    if packages.supabase_js is None:
+    if packages.missing is not None:
         print(f"No chat page: {packages.missing}", file=sys.stderr)
         return 1
-    page = create_chat_page(packages.web_dir, packages.supabase_js, args.supabase_url.rstrip("/"), args.anon_key)
+    page = create_chat_page(packages.web_dir, packages.vendored, args.supabase_url.rstrip("/"), args.anon_key)
     print(f"Chat page on http://{args.host}:{args.port} against {args.supabase_url}", flush=True)
     uvicorn.run(page, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -112,10 +112,10 @@ class LocalStack:
         the page is optional, and without Node the rest of the stack runs anyway."""
         assert self.keys is not None
         packages = install_web_packages()
-        if packages.supabase_js is None:
-            self.chat_page_missing = packages.missing or "supabase-js is not installed"
+        if packages.missing is not None:
+            self.chat_page_missing = packages.missing
             return None
-        page = create_chat_page(packages.web_dir, packages.supabase_js, self.api_url, self.keys.api_key("anon"))
+        page = create_chat_page(packages.web_dir, packages.vendored, self.api_url, self.keys.api_key("anon"))
         self.chat_page = serve_in_thread(page, self.config.host, port)
         return self.chat_page.url
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
@@ -189,6 +190,124 @@ def test_html_in_a_message_and_its_reply_renders_as_text(
     assert page.js("return document.querySelectorAll(arguments[0]).length", elements) == 0
     assert page.js("return window.__pwned") is None
     page.text_of("#conversation-list button", "<i>title</i>")
+
+
+# ----------------------------------------------------------------------------- Markdown
+
+MARKDOWN = ("**bold** and *leaning*\n- first\n- second\n\n"
+            "```python\ndef greet(name):\n    return f\"hi {name}\"\n```\n\n"
+            "See [the docs](https://example.com/docs).")
+
+HOSTILE_MARKDOWN = ("<script>window.__pwned = 'script'</script>\n\n"
+                    "<img src=x onerror=\"window.__pwned = 'onerror'\">\n\n"
+                    "[a markdown link](javascript:window.__pwned='markdown-link')\n\n"
+                    "<a href=\"javascript:window.__pwned='raw-link'\">a raw link</a>")
+
+REPLY_CONTENT = "#messages .message.assistant .content"
+
+
+def test_a_reply_renders_as_markdown_with_its_code_highlighted(
+    browser: Browsers, live_service: ServiceProcess
+) -> None:
+    page = browser("alice")
+    sign_up(page)
+    new_conversation(page, "Markdown")
+    send(page, MARKDOWN)
+    assert reply_to(page, MARKDOWN)["status"] == "done"
+    shown = page.js("""
+      const reply = document.querySelector(arguments[0])
+      const code = reply.querySelector('pre > code')
+      const link = reply.querySelector('a')
+      return {
+        strong: [...reply.querySelectorAll('strong')].map(e => e.textContent),
+        em: [...reply.querySelectorAll('em')].map(e => e.textContent),
+        items: [...reply.querySelectorAll('ul > li')].map(e => e.textContent),
+        codeClass: code.className,
+        code: code.textContent,
+        keywords: [...code.querySelectorAll('.hljs-keyword')].map(e => e.textContent),
+        link: [link.getAttribute('href'), link.target, link.rel, link.textContent],
+      }""", REPLY_CONTENT)
+    assert shown == {
+        "strong": ["bold"],
+        "em": ["leaning"],
+        "items": ["first", "second"],
+        "codeClass": "hljs language-python",
+        "code": 'def greet(name):\n    return f"hi {name}"',
+        "keywords": ["def", "return"],
+        "link": ["https://example.com/docs", "_blank", "noopener noreferrer", "the docs"],
+    }
+    # What the user typed shows as typed: no markup in their own message.
+    assert turns(page)[0][0] == MARKDOWN
+    assert page.js("return document.querySelectorAll('#messages .message.user .content *').length") == 0
+
+
+def test_html_and_script_links_in_a_markdown_reply_never_run(
+    browser: Browsers, live_service: ServiceProcess
+) -> None:
+    page = browser("alice")
+    sign_up(page)
+    new_conversation(page, "Hostile")
+    send(page, HOSTILE_MARKDOWN)
+    assert reply_to(page, HOSTILE_MARKDOWN)["status"] == "done"
+    page.js("document.querySelectorAll('#messages a').forEach(a => a.click())")  # what a curious user would do
+    assert page.js("return window.__pwned") is None
+    assert page.js("return document.querySelectorAll('#messages script, #messages img, #messages [onerror]').length") == 0
+    hrefs = page.js("return [...document.querySelectorAll('#messages [href]')].map(e => e.getAttribute('href'))")
+    assert not [href for href in hrefs if href.strip().lower().startswith("javascript:")], hrefs
+    reply = page.texts(REPLY_CONTENT)[0]
+    # Raw HTML shows as the characters the model wrote; the Markdown link keeps its words, not its target.
+    for written in ("<script>window.__pwned = 'script'</script>", "<img src=x onerror=\"window.__pwned = 'onerror'\">",
+                    "<a href=\"javascript:window.__pwned='raw-link'\">a raw link</a>", "a markdown link"):
+        assert written in reply, reply
+    assert "javascript:window.__pwned='markdown-link'" not in reply
+    assert page.js("return window.__pwned") is None
+
+
+@pytest.mark.parametrize(("markdown", "expected_html"), [
+    pytest.param("[x](JaVaScRiPt:alert(1))", "<p><a>x</a></p>", id="a javascript link in any case"),
+    pytest.param("[x](&#106;avascript:alert(1))", "<p><a>x</a></p>", id="a javascript link as an entity"),
+    pytest.param("[x](data:text/html,<script>alert(1)</script>)", "<p><a>x</a></p>", id="a data link"),
+    pytest.param("[x](vbscript:msgbox)", "<p><a>x</a></p>", id="a vbscript link"),
+    pytest.param("![x](https://example.com/pixel.png)",
+                 '<p><a href="https://example.com/pixel.png" target="_blank" rel="noopener noreferrer">x</a></p>',
+                 id="an image is a link, never loaded"),
+    pytest.param("<style>body{display:none}</style>", "<p>&lt;style&gt;body{display:none}&lt;/style&gt;</p>",
+                 id="a style block is text"),
+    pytest.param("<details open ontoggle=alert(1)>", "<p>&lt;details open ontoggle=alert(1)&gt;</p>",
+                 id="an event attribute is text"),
+    pytest.param("- [x] done", '<ul>\n<li><input checked="" disabled="" type="checkbox"> done</li>\n</ul>',
+                 id="a task list keeps its disabled box"),
+])
+def test_markdown_keeps_only_safe_elements(browser: Browsers, markdown: str, expected_html: str) -> None:
+    """markdown.js on its own, in the page: what reaches the DOM for text a model could write."""
+    page = browser("alice")
+    page.open()
+    html = page.driver.execute_async_script("""
+      const done = arguments[arguments.length - 1]
+      const { renderMarkdown } = await import('/src/markdown.js')
+      const holder = document.createElement('div')
+      holder.append(renderMarkdown(arguments[0]))
+      done(holder.innerHTML)""", markdown)
+    assert html == expected_html
+    assert page.js("return window.__pwned") is None
+
+
+def test_a_streaming_markdown_reply_renders_as_it_arrives(
+    browser: Browsers, live_service: ServiceProcess, fake_model: FakeModelControl
+) -> None:
+    fake_model.set_pace(first_token_ms=200, tokens_per_second=20)
+    page = browser("alice")
+    sign_up(page)
+    new_conversation(page, "Streamed list")
+    text = "Items:\n" + "\n".join(f"- item {index} is **here**" for index in range(40))
+    send(page, text)
+    items_while_streaming = page.wait_for(page.js_probe("""
+      const reply = document.querySelector('#messages .message.assistant[data-status=streaming]')
+      const items = reply ? reply.querySelectorAll('.content li strong').length : 0
+      return items >= 2 ? items : null"""), "a list item rendered mid-stream")
+    assert reply_to(page, text)["status"] == "done"
+    assert items_while_streaming < 40
+    assert page.texts(f"{REPLY_CONTENT} li") == [f"item {index} is here" for index in range(40)]
 
 
 def test_a_refused_message_shows_the_databases_reason_and_keeps_the_text(

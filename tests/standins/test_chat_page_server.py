@@ -1,10 +1,12 @@
-"""How the stack serves the chat page (web/): its files, supabase-js from web/node_modules, a
+"""How the stack serves the chat page (web/): its files, its npm packages from web/node_modules, a
 config.js with this stack's URL and anon key, a policy that lets scripts come only from here;
 the gateway answers the page's cross-origin calls; without Node the stack says why there is no
 page."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import httpx
 import pytest
 
 from devstack.stack import LocalStack
-from devstack.web_packages import WEB_DIR, install_web_packages
+from devstack.web_packages import VENDORED, WEB_DIR, install_web_packages
 
 
 @pytest.fixture
@@ -33,8 +35,8 @@ def test_config_carries_the_stacks_url_and_anon_key(stack: LocalStack, page_url:
     assert stack.keys.api_key("service_role") not in config.text
 
 
-@pytest.mark.parametrize("path", ["/", "/src/main.js", "/src/reply-stream.js", "/vendor/supabase-js.mjs",
-                                  "/vendor/supabase.js", "/style.css"])
+@pytest.mark.parametrize("path", ["/", "/src/main.js", "/src/reply-stream.js", "/src/markdown.js",
+                                  "/vendor/supabase-js.mjs", "/vendor/supabase.js", "/style.css"])
 def test_the_pages_files_are_served(page_url: str, path: str) -> None:
     response = httpx.get(page_url + path)
     assert response.status_code == 200 and response.content
@@ -45,6 +47,28 @@ def test_supabase_js_comes_from_the_lockfiles_version(page_url: str) -> None:
     lock = (WEB_DIR / "package-lock.json").read_text()
     assert served == (WEB_DIR / "node_modules/@supabase/supabase-js/dist/umd/supabase.js").read_bytes()
     assert '"node_modules/@supabase/supabase-js": {\n      "version": "2.119.1"' in lock
+
+
+@pytest.mark.parametrize("name", sorted(VENDORED))
+def test_each_vendored_package_file_is_served_as_npm_installed_it(page_url: str, name: str) -> None:
+    served = httpx.get(f"{page_url}/vendor/{name}")
+    assert served.headers["content-type"].startswith("text/javascript")
+    assert served.content == (WEB_DIR / "node_modules" / VENDORED[name]).read_bytes()
+
+
+def test_the_import_map_names_only_vendored_files(page_url: str) -> None:
+    """Every bare import in the page's modules resolves, through the import map, to a file served here."""
+    index = httpx.get(page_url).text
+    imports = json.loads(index.split('<script type="importmap">', 1)[1].split("</script>", 1)[0])["imports"]
+    assert imports == {"@supabase/supabase-js": "./vendor/supabase-js.mjs", "marked": "./vendor/marked.js",
+                       "dompurify": "./vendor/dompurify.js", "highlight.js/": "./vendor/highlight.js/"}
+    bare = set(re.findall(r"^import .* from '([^./][^']*)'$", (WEB_DIR / "src" / "markdown.js").read_text(), re.M))
+    assert {"marked", "dompurify", "highlight.js/core.js", "highlight.js/languages/python.js"} <= bare
+    for specifier in bare:
+        prefix = max((key for key in imports if specifier == key or (key.endswith("/") and specifier.startswith(key))),
+                     key=len)
+        url = imports[prefix].removeprefix(".") + specifier.removeprefix(prefix)
+        assert httpx.get(page_url + url).status_code == 200, specifier
 
 
 def test_scripts_may_come_only_from_the_page_and_talk_only_to_supabase(stack: LocalStack, page_url: str) -> None:
@@ -73,5 +97,5 @@ def test_without_node_there_is_no_page_and_the_reason_says_node(tmp_path: Path, 
     shutil.copytree(WEB_DIR, web, ignore=shutil.ignore_patterns("node_modules"))
     monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
     packages = install_web_packages(web)
-    assert packages.supabase_js is None
+    assert packages.vendored == {}
     assert packages.missing is not None and "needs Node" in packages.missing

@@ -119,7 +119,9 @@ class Browser:
     def fill(self, selector: str, text: str) -> None:
         field = self.element(selector)
         field.clear()
-        if len(text) > 200:  # typing 32,000 keys takes minutes: set the value as a paste would
+        # Set the value as a paste would: typing 32,000 keys takes minutes, and a newline typed is
+        # Enter, which sends the message so far.
+        if len(text) > 200 or "\n" in text:
             self.js("arguments[0].value = arguments[1]", field, text)
         else:
             field.send_keys(text)

@@ -1,8 +1,10 @@
 // One user message and its reply, as elements built once and then updated in place: a reply
 // streams in many small changes, and a button rebuilt on each would lose the click a user is
-// making (the Stop button above all). Text goes in through textContent only (see dom.js); the
-// reply's text is the live one from the stream while it streams, the row's once it settles.
+// making (the Stop button above all). The reply's text is the live one from the stream while it
+// streams, the row's once it settles, and shows as Markdown (markdown.js makes it safe). The user's
+// message shows as typed, through textContent (see dom.js): a person's `*` or `#` is not markup.
 import { h } from './dom.js'
+import { renderMarkdown } from './markdown.js'
 import { isSettled } from './reply-stream.js'
 
 const ACTIVE = new Set(['pending', 'processing'])
@@ -16,6 +18,9 @@ export class TurnView {
     this.userMeta = h('div', { class: 'meta' })
     this.user = h('article', { class: 'message user' }, this.userContent, this.userMeta)
     this.replyContent = h('div', { class: 'content' })
+    this.replyShown = ''
+    this.replyWanted = ''
+    this.replyFrame = 0
     this.replyMeta = h('div', { class: 'meta' })
     this.reply = h('article', { class: 'message assistant', hidden: true }, this.replyContent, this.replyMeta)
     this.error = h('p', { class: 'error', role: 'alert', hidden: true })
@@ -43,12 +48,31 @@ export class TurnView {
     this.reply.hidden = !(reply || replying)
     this.reply.dataset.status = reply?.status ?? 'waiting'
     if (reply) this.reply.dataset.replyId = reply.id
-    setText(this.replyContent, reply ? replyText : '')
+    this.#showReply(reply ? replyText : '', reply?.status !== 'streaming')
     setText(this.replyMeta, reply ? LABELS[reply.status] ?? reply.status : 'thinking…')
     this.error.hidden = !failure
     setText(this.error, failure ?? '')
     this.stop.hidden = !replying
     this.resend.hidden = message.status !== 'failed'
+  }
+
+  /**
+   * A streaming reply is drawn at most once a frame, however many deltas the frame brought (and
+   * not at all while the tab is hidden); any other text at once, so a settled reply shows its
+   * last word as soon as its status says it is done.
+   */
+  #showReply(text, now) {
+    this.replyWanted = text
+    if (now) this.#drawReply()
+    else if (!this.replyFrame) this.replyFrame = requestAnimationFrame(() => this.#drawReply())
+  }
+
+  #drawReply() {
+    cancelAnimationFrame(this.replyFrame)
+    this.replyFrame = 0
+    if (this.replyWanted === this.replyShown) return
+    this.replyShown = this.replyWanted
+    this.replyContent.replaceChildren(renderMarkdown(this.replyShown))
   }
 }
 
