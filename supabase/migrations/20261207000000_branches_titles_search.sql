@@ -473,6 +473,11 @@ create index messages_content_search_idx on public.messages using gin (to_tsvect
 -- The caller's own messages (theirs and the replies to them) that match `query` (web search
 -- syntax: words, "a phrase", -not, or), best match first, then newest. The snippet is plain text
 -- with the matched words between « and »; nothing in it is markup. A blank query finds nothing.
+--
+-- Security definer, filtering by auth.uid() itself: under row-level security the planner may use
+-- an index only for leakproof operators before the policy has filtered the rows, and @@ is not
+-- leakproof, so as the caller every search would read all of the caller's rows (row-level
+-- security or not, the same rows: the caller's, and nobody's without a signed-in user).
 create function public.search_messages(query text, max_results integer default 20)
 returns table (
   message_id uuid,
@@ -485,17 +490,19 @@ returns table (
 )
 language plpgsql
 stable
+security definer
 set search_path = ''
 as $$
 #variable_conflict use_column
 declare
+  who uuid := auth.uid();
   wanted tsquery;
 begin
   if max_results is null or max_results not between 1 and 100 then
     raise exception 'search_messages: max_results must be between 1 and 100, not %', max_results
       using errcode = '22023';
   end if;
-  if query is null or pg_catalog.btrim(query) = '' then
+  if who is null or query is null or pg_catalog.btrim(query) = '' then
     return;
   end if;
   wanted := pg_catalog.websearch_to_tsquery('simple', query);
@@ -510,11 +517,11 @@ begin
       from (select m.id, m.conversation_id, m.role, m.content, m.created_at,
                    pg_catalog.ts_rank(to_tsvector('simple', m.content), wanted) as rank
               from public.messages m
-             where m.user_id = (select auth.uid())
+             where m.user_id = who
                and to_tsvector('simple', m.content) @@ wanted
              order by rank desc, m.created_at desc
              limit max_results) found
-      join public.conversations c on c.id = found.conversation_id
+      join public.conversations c on c.id = found.conversation_id and c.user_id = who
      order by found.rank desc, found.created_at desc;
 end
 $$;
