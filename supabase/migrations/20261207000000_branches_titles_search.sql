@@ -471,7 +471,9 @@ grant execute on function
 create index messages_content_search_idx on public.messages using gin (to_tsvector('simple', content));
 
 -- The caller's own messages (theirs and the replies to them) that match `query` (web search
--- syntax: words, "a phrase", -not, or), best match first, then newest. The snippet is plain text
+-- syntax: words, "a phrase", -not, or), best match first, then newest: the best of the 500 newest
+-- matches (ranking means parsing each match again; a word in every message would cost seconds,
+-- and old matches of a word that common are not what anyone looks for). The snippet is plain text
 -- with the matched words between « and »; nothing in it is markup. A blank query finds nothing.
 --
 -- Security definer, filtering by auth.uid() itself: under row-level security the planner may use
@@ -514,12 +516,14 @@ begin
            pg_catalog.ts_headline('simple', found.content, wanted,
                                   'StartSel=«, StopSel=», MaxWords=30, MinWords=10, MaxFragments=2, FragmentDelimiter=" … "'),
            found.created_at, found.rank
-      from (select m.id, m.conversation_id, m.role, m.content, m.created_at,
-                   pg_catalog.ts_rank(to_tsvector('simple', m.content), wanted) as rank
-              from public.messages m
-             where m.user_id = who
-               and to_tsvector('simple', m.content) @@ wanted
-             order by rank desc, m.created_at desc
+      from (select recent.*, pg_catalog.ts_rank(to_tsvector('simple', recent.content), wanted) as rank
+              from (select m.id, m.conversation_id, m.role, m.content, m.created_at
+                      from public.messages m
+                     where m.user_id = who
+                       and to_tsvector('simple', m.content) @@ wanted
+                     order by m.created_at desc
+                     limit 500) recent
+             order by rank desc, recent.created_at desc
              limit max_results) found
       join public.conversations c on c.id = found.conversation_id and c.user_id = who
      order by found.rank desc, found.created_at desc;
