@@ -316,13 +316,23 @@ begin
     end if;
   end if;
 
+  -- Plain columns of materialized CTEs to join on: under row-level security an index serves only
+  -- a leakproof condition, and coalesce(...) = id does not count as one.
   with recursive turns as (
-    select m.id, m.parent_id, 1 as depth from public.messages m where m.id = start_id
+    select m.id, m.parent_id, coalesce(m.regenerates, m.id) as shown_id, m.status, m.error, 1 as depth
+      from public.messages m where m.id = start_id
     union all
-    select p.id, p.parent_id, t.depth + 1
+    select p.id, p.parent_id, coalesce(p.regenerates, p.id), p.status, p.error, t.depth + 1
       from turns t
       join public.messages p on p.id = t.parent_id
      where t.depth <= page_size
+  ),
+  shown as materialized (
+    select t.depth, t.id as turn_id, t.status as turn_status, t.error as turn_error, s.id, s.role, s.content,
+           s.status, s.error, s.reply_to, s.created_at, s.seq, s.parent_id, s.edit_of, s.regenerates,
+           coalesce(s.edit_of, s.id) as root
+      from turns t
+      join public.messages s on s.id = t.shown_id
   ),
   items as (
     select t.depth, 0 as part,
@@ -332,23 +342,22 @@ begin
       join public.messages r on r.reply_to = t.id
      where not (skip_reply and t.id = start_id)
     union all
-    select t.depth, 1,
+    select s.depth, 1,
            jsonb_build_object('id', s.id, 'role', s.role, 'content', s.content, 'status', s.status, 'error', s.error,
                               'reply_to', s.reply_to, 'created_at', s.created_at, 'seq', s.seq,
                               'parent_id', s.parent_id, 'edit_of', s.edit_of, 'regenerates', s.regenerates,
                               'versions', v.versions,
-                              'reply_versions', rv.versions || jsonb_build_object('status', u.status, 'error', u.error))
-      from turns t
-      join public.messages u on u.id = t.id
-      join public.messages s on s.id = coalesce(u.regenerates, u.id)
+                              'reply_versions', rv.versions || jsonb_build_object('status', s.turn_status,
+                                                                                  'error', s.turn_error))
+      from shown s
       cross join lateral (
         select jsonb_build_object('index', array_position(array_agg(e.id order by e.seq), s.id) - 1,
                                   'count', count(*), 'ids', jsonb_agg(e.id order by e.seq)) as versions
           from public.messages e
-         where (e.id = coalesce(s.edit_of, s.id) or e.edit_of = coalesce(s.edit_of, s.id)) and e.regenerates is null
+         where (e.id = s.root or e.edit_of = s.root) and e.regenerates is null
       ) v
       cross join lateral (
-        select jsonb_build_object('index', array_position(array_agg(g.id order by g.seq), u.id) - 1,
+        select jsonb_build_object('index', array_position(array_agg(g.id order by g.seq), s.turn_id) - 1,
                                   'count', count(*), 'ids', jsonb_agg(g.id order by g.seq)) as versions
           from public.messages g
          where g.id = s.id or g.regenerates = s.id
