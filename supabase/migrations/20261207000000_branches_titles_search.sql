@@ -26,6 +26,8 @@ comment on column public.messages.regenerates is
   'User rows: the message whose reply this one asks for again (its content and place are copied).';
 
 -- Existing conversations are one branch each: every user message follows the previous one.
+-- (Placing a row in the tree is no change of the message: its updated_at stays.)
+alter table public.messages disable trigger messages_touch_updated_at;
 with ordered as (
   select m.id, lag(m.id) over (partition by m.conversation_id order by m.seq) as previous
     from public.messages m
@@ -33,6 +35,7 @@ with ordered as (
 )
 update public.messages m set parent_id = o.previous from ordered o where m.id = o.id and o.previous is not null;
 update public.messages r set parent_id = r.reply_to where r.role = 'assistant';
+alter table public.messages enable trigger messages_touch_updated_at;
 
 create index messages_parent_idx on public.messages (parent_id);
 create index messages_edit_of_idx on public.messages (edit_of) where edit_of is not null;

@@ -375,7 +375,9 @@ def test_existing_conversations_become_one_branch_each(fresh_database: str, tmp_
                                    " values (%s, %s, %s, 'done') returning id", (conversation, user, word)).fetchone()[0]
             conn.execute("insert into public.messages (conversation_id, user_id, role, content, status, reply_to) "
                          "values (%s, %s, 'assistant', %s, 'done', %s)", (conversation, user, f"re {word}", message))
+        touched = conn.execute("select max(updated_at) from public.messages").fetchone()
         assert apply_migrations(fresh_database)[0].startswith(BRANCHES_MIGRATION)
         rows = conn.execute("select m.content, p.content from public.messages m"
                             " left join public.messages p on p.id = m.parent_id order by m.seq").fetchall()
         assert rows == [("first", None), ("re first", "first"), ("second", "first"), ("re second", "second")]
+        assert conn.execute("select max(updated_at) from public.messages").fetchone() == touched
