@@ -16,7 +16,10 @@ import pytest
 from psycopg import errors
 
 from devstack.migrate import apply_bootstrap, apply_migrations, migration_files
+from devstack.stack import LocalStack
+from tests.support.quotas import insert_messages, new_conversation, rest_as
 from tests.support.turns import Chat, contents, refusal_code
+from tests.support.users import SignedUpUser
 
 BRANCHES_MIGRATION = "20261207000000"
 
@@ -296,6 +299,39 @@ def test_conversation_history_still_reads_every_message(chat: Chat) -> None:
     chat.turn("two, better", edit_of=original)
     history = chat.user.execute("select public.conversation_history(%s)", (chat.conversation,))[0][0]
     assert contents(history["messages"]) == ["one", "re one", "two", "re two", "two, better", "re two, better"]
+
+
+def test_a_reply_as_leaf_stands_for_its_message(chat: Chat, db: psycopg.Connection) -> None:
+    chat.turn("one")
+    shown = chat.turn("two")
+    again = chat.turn("two", regenerates=shown)
+    first_reply = db.execute("select id::text from public.messages where reply_to = %s", (shown,)).fetchone()[0]
+    assert chat.branch()["leaf"] == again
+    branch = chat.branch(leaf=first_reply)
+    assert (branch["leaf"], contents(branch["messages"])[-1]) == (shown, "re two")
+
+
+def test_a_frontend_regenerates_and_reads_its_branch_through_the_api(
+    stack: LocalStack, alice: SignedUpUser, db: psycopg.Connection
+) -> None:
+    db.execute("delete from private.webhook_config")
+    rest = rest_as(stack, alice.access_token)
+    conversation = new_conversation(rest)
+    assert insert_messages(rest, conversation, ["one"]).status_code == 201
+    shown = str(db.execute("select id from public.messages").fetchone()[0])
+
+    inserted = rest.post("/messages", json={"conversation_id": conversation, "regenerates": shown},
+                         headers={"Prefer": "return=representation"})
+    assert inserted.status_code == 201, inserted.text
+    assert (inserted.json()[0]["content"], inserted.json()[0]["regenerates"]) == ("one", shown)
+    called = rest.post("/rpc/regenerate_message", json={"message_id": shown})
+    assert called.status_code == 200, called.text
+    branch = rest.post("/rpc/conversation_branch", json={"conversation_id": conversation})
+    assert branch.status_code == 200, branch.text
+    assert branch.json()["leaf"] == called.json()
+    assert branch.json()["messages"][0]["reply_versions"]["count"] == 3
+    missing = rest.post("/rpc/edit_message", json={"message_id": str(uuid.uuid4()), "content": "x"})
+    assert (missing.status_code, missing.json()["code"]) == (404, "message_not_found")
 
 
 # --- another user's conversation --------------------------------------------------------------
