@@ -58,6 +58,16 @@ class FailedMessage:
 
 
 @dataclass(frozen=True)
+class TitleRequest:
+    """A conversation the service may title now (claim_conversation_title): its owner, its model
+    and its first answered turn (the user message and its reply, as {"role", "content"})."""
+
+    user_id: str
+    model: str | None
+    messages: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
 class ModelReply:
     content: str
     model: str
@@ -159,6 +169,14 @@ class ReplyStore(Protocol):
         transaction; the outcome as stored (for done: the first reply, if two were written). None
         if the message is gone; raises ClaimSuperseded when the claim is stale."""
 
+    async def claim_conversation_title(self, conversation_id: str) -> TitleRequest | None:
+        """The conversation's turn to be titled, taken once: None unless it has no title, was never
+        claimed for one, has a done reply and its owner has tokens left today."""
+
+    async def set_conversation_title(self, conversation_id: str, title: str, tokens: int) -> bool:
+        """Count `tokens` against the owner's quota and set the title where it is still unset (a
+        title its owner set meanwhile is kept). Whether it was set."""
+
 
 @dataclass(frozen=True)
 class ReplyProgress:
@@ -214,7 +232,8 @@ class ChatModel(Protocol):
     ModelUnavailable (transient, retries spent) or ModelRejected (retrying cannot help), each with
     a message the user may read."""
 
-    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply: ...
+    async def complete(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply:
+        """The whole answer, at most `max_tokens` long (None: a reply's, REPLY_MAX_TOKENS)."""
 
 
 class ModelStream(Protocol):

@@ -48,6 +48,7 @@ from chat.ports import (
     StoredReply,
     StreamingReply,
     TickAnswer,
+    TitleRequest,
     WaitingMessage,
 )
 from chat.reply_feed import ReplyFeed, feed_event_of
@@ -107,7 +108,8 @@ class StreamingRow:
 class Conversation:
     id: str
     user_id: str
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)  # title, system_prompt, model as the caller set them
+    title_requested: bool = False  # title_requested_at is set: claim_conversation_title took it
 
 
 class InMemoryDatabase:
@@ -119,6 +121,8 @@ class InMemoryDatabase:
         self.conversations: dict[str, Conversation] = {}
         self.lock = threading.RLock()
         self._seq = itertools.count(2, 2)
+        self.tokens_per_day = 100_000  # private.effective_quota's tokens_per_day, for every user
+        self.tokens: dict[str, int] = defaultdict(int)  # chat_usage's tokens today, by user id
         # The insert trigger and pg_net: called with each user message a caller inserts.
         self.on_user_message: Callable[[str], object] | None = None
 
@@ -261,6 +265,42 @@ class InMemoryMessageStore(Faults):
             outcome = self.db.outcome(row.id)
             assert outcome is not None
             return dataclasses.replace(outcome, next_message_id=self._next_to_answer(row.conversation_id))
+
+    async def claim_conversation_title(self, conversation_id: str) -> TitleRequest | None:
+        self._enter("claim_conversation_title")
+        with self.db.lock:
+            conversation = self.db.conversations.get(conversation_id)
+            if (conversation is None or conversation.fields.get("title") is not None or conversation.title_requested
+                    or self.db.tokens[conversation.user_id] >= self.db.tokens_per_day):
+                return None
+            turns = sorted((row for row in self.db.messages.values()
+                            if row.conversation_id == conversation_id and row.status == "done" and row.reply),
+                           key=lambda row: row.seq)
+            if not turns:
+                return None
+            conversation.title_requested = True
+            first = turns[0]
+            assert first.reply is not None
+            return TitleRequest(
+                conversation.user_id,
+                conversation.fields.get("model"),
+                [{"role": "user", "content": first.content}, {"role": "assistant", "content": first.reply.content}],
+            )
+
+    async def set_conversation_title(self, conversation_id: str, title: str, tokens: int) -> bool:
+        """As the SQL: the tokens count whatever happens; the title (one line, at most 80
+        characters, without quotes) only where none is set."""
+        self._enter("set_conversation_title")
+        with self.db.lock:
+            conversation = self.db.conversations.get(conversation_id)
+            if conversation is None:
+                return False
+            self.db.tokens[conversation.user_id] += tokens
+            cleaned = " ".join(title.split()).strip(" \"'`")[:80].rstrip()
+            if not cleaned or conversation.fields.get("title") is not None:
+                return False
+            conversation.fields["title"] = cleaned
+            return True
 
     def configure_chat_models(self, models: list[str]) -> None:
         self._enter("configure_chat_models")
@@ -487,12 +527,15 @@ class ScriptedModel:
     """chat.ports.StreamingChatModel answering "Echo: <last message>", or raising what the test
     queued. Streamed, the reply comes word by word (each word with the space before it).
     `gate`, when set, holds every call until the test releases it (a generation in progress);
-    `gate_between_pieces` holds each piece after the first (a reply mid-stream)."""
+    `gate_between_pieces` holds each piece after the first (a reply mid-stream); `gates` holds
+    the calls for one model only. `calls` records each call's (model, max_tokens)."""
 
     def __init__(self) -> None:
         self.script: deque[ModelReply | BrokeOff | BaseException] = deque()
         self.prompts: list[list[dict[str, str]]] = []
+        self.calls: list[tuple[str, int | None]] = []
         self.gate: threading.Event | None = None
+        self.gates: dict[str, threading.Event] = {}
         self.gate_between_pieces: threading.Event | None = None
         self.streams: list[ScriptedStream] = []
         self.down: Exception | None = None  # what the readiness probe raises while set
@@ -501,8 +544,8 @@ class ScriptedModel:
         if self.down is not None:
             raise self.down
 
-    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
-        step = await self._next(messages, model)
+    async def complete(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply:
+        step = await self._next(messages, model, max_tokens)
         if isinstance(step, BrokeOff):
             raise step.error
         return step
@@ -516,10 +559,12 @@ class ScriptedModel:
         self.streams.append(stream)
         return stream
 
-    async def _next(self, messages: list[dict[str, str]], model: str) -> ModelReply | BrokeOff:
+    async def _next(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply | BrokeOff:
         self.prompts.append(messages)
-        if self.gate is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
+        self.calls.append((model, max_tokens))
+        for gate in (self.gate, self.gates.get(model)):
+            if gate is not None:
+                await asyncio.get_running_loop().run_in_executor(None, gate.wait, 10)
         step = self.script.popleft() if self.script else None
         if isinstance(step, BaseException):
             raise step
