@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
 
 MAX_MESSAGE_CHARS = 32000  # the database's messages_user_content_length check
 # Postgres text cannot hold U+0000; saying so in the schema makes it a 400 here and in the document.
@@ -19,6 +20,14 @@ class ChatMessageIn(BaseModel):
     message: StrictStr = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)
     client_message_id: uuid.UUID | None = None
     user_id: StrictStr | None = None
+
+
+class EditMessageIn(BaseModel):
+    """The new version's text, held to the rules of a message sent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: StrictStr = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, pattern=NO_NUL)
 
 
 class ConversationIn(BaseModel):
@@ -35,3 +44,23 @@ class PageQuery(BaseModel):
 
     limit: int = Field(50, ge=1, le=100)
     before: uuid.UUID | None = None
+
+
+class HistoryQuery(PageQuery):
+    """Without `leaf`: every message of the conversation in order (the log, as before branches).
+    With one: the branch through that message; `newest` for the branch of the newest message."""
+
+    leaf: uuid.UUID | Literal["newest"] | None = None
+
+
+MAX_SEARCH_CHARS = 200
+
+
+class SearchQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Blank is a 400: a search for nothing is a caller's mistake, and saying so helps more than [].
+    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SEARCH_CHARS)] = Field(
+        pattern=NO_NUL
+    )
+    limit: int = Field(20, ge=1, le=100)

@@ -214,6 +214,31 @@ class CallerStore(Protocol):
 
     def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]: ...
 
+    def message_conversation(self, message_id: str) -> str | None:
+        """The conversation of the caller's message or reply; None if it is missing or not theirs."""
+
+    def regenerate_message(self, message_id: str) -> str:
+        """Ask again for the reply to the caller's message (a reply's id stands for the message it
+        answers): a new user message beside it, same content and place, answered like any other
+        and counted by the quota as one. Its id. MessageNotFound, RateLimited as for an insert."""
+
+    def edit_message(self, message_id: str, content: str) -> str:
+        """A new version of the caller's user message with `content`: a sibling on a new branch,
+        answered like any message. Its id. MessageNotFound, RateLimited as for an insert."""
+
+    def conversation_branch(
+        self, conversation_id: str, leaf: str | None, before: str | None, page_size: int
+    ) -> dict[str, Any]:
+        """A page of one branch (root to `leaf`, or to the newest message when None), as
+        conversation_history pages, with each message's versions and the branch's `leaf`.
+        ConversationNotFound, LeafNotFound, CursorNotFound."""
+
+    def search_messages(self, query: str, max_results: int) -> list[dict[str, Any]]:
+        """The caller's messages and replies matching `query` (web search syntax), best first."""
+
+    def chat_quota(self) -> dict[str, Any]:
+        """The caller's usage today against their limits."""
+
     def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]: ...
 
     def list_conversations(self, before: str | None, page_size: int) -> dict[str, Any]: ...

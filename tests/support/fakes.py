@@ -33,6 +33,7 @@ from chat.errors import (
     ConversationNotFound,
     CursorNotFound,
     DuplicateClientMessage,
+    LeafNotFound,
     MessageNotFound,
     ModelError,
 )
@@ -91,6 +92,9 @@ class Row:
     reply: StoredReply | None = None  # the settled reply (done, or the partial text of a stopped/failed stream)
     streaming: StreamingRow | None = None  # the reply row while it streams (and after, as it ended)
     stop_requested: bool = False
+    parent_id: str | None = None  # the previous user message of its branch (place_message_in_tree)
+    edit_of: str | None = None  # the first version of the message this one edits
+    regenerates: str | None = None  # the message whose reply this one asks for again
 
 
 @dataclass
@@ -135,6 +139,10 @@ class InMemoryDatabase:
         """A user message as the frontend inserts it (pending), or with the columns given."""
         conversation = self.conversations[conversation_id]
         message_id = columns.pop("id", None) or str(uuid.uuid4())
+        if "parent_id" not in columns:  # continues the branch last written to, as the trigger does
+            newest = max((r for r in self.messages.values() if r.conversation_id == conversation_id),
+                         key=lambda r: r.seq, default=None)
+            columns["parent_id"] = newest.id if newest else None
         self.messages[message_id] = Row(
             message_id, conversation_id, conversation.user_id, content, self.clock(), next(self._seq), **columns
         )
@@ -470,6 +478,133 @@ class InMemoryCallerStore(Faults):
                 raise CursorNotFound(before)
             messages = [{"id": r.id, "role": "user", "content": r.content, "status": r.status} for r in rows]
             return {"messages": messages[-page_size:], "next_before": None}
+
+    def message_conversation(self, message_id: str) -> str | None:
+        self.check("message_conversation")
+        with self.db.lock:
+            row = self._own_message(message_id)
+            return row.conversation_id if row else None
+
+    def regenerate_message(self, message_id: str) -> str:
+        """As the SQL: a new user row with the message's content and place, `regenerates` naming
+        the first of its kind; a reply's id stands for the message it answers."""
+        self.check("regenerate_message")
+        with self.db.lock:
+            target = self._own_message(message_id)
+            if target is None:
+                raise MessageNotFound(message_id)
+            created = self.db.add_message(
+                target.conversation_id, target.content, parent_id=target.parent_id,
+                regenerates=target.regenerates or target.id, edit_of=target.edit_of,
+            )
+        return self._delivered(created)
+
+    def edit_message(self, message_id: str, content: str) -> str:
+        """As the SQL: a sibling of the version shown (a regeneration shows what it regenerates)."""
+        self.check("edit_message")
+        with self.db.lock:
+            target = self.db.messages.get(message_id)
+            if target is None or target.user_id != self.caller.user_id:
+                raise MessageNotFound(message_id)
+            shown = self.db.messages[target.regenerates] if target.regenerates else target
+            created = self.db.add_message(
+                target.conversation_id, content, parent_id=shown.parent_id, edit_of=shown.edit_of or shown.id
+            )
+        return self._delivered(created)
+
+    def conversation_branch(
+        self, conversation_id: str, leaf: str | None, before: str | None, page_size: int
+    ) -> dict[str, Any]:
+        """conversation_branch's rule: root to the newest message below `leaf` (or the newest
+        message), a regeneration shown as the message it regenerates, with the versions of each."""
+        self.check("conversation_branch")
+        with self.db.lock:
+            self._own_conversation(conversation_id)
+            rows = [r for r in self.db.messages.values() if r.conversation_id == conversation_id]
+            if leaf is not None:
+                tip = self._own_message(leaf)
+                if tip is None or tip.conversation_id != conversation_id:
+                    raise LeafNotFound(leaf)
+                tip = max((r for r in rows if tip.id in self._ancestry(r)), key=lambda r: r.seq)
+            else:
+                tip = max(rows, key=lambda r: r.seq, default=None)
+            path = list(reversed(self._ancestry(tip))) if tip else []
+            items = [item for row_id in path for item in self._turn(self.db.messages[row_id], rows)]
+            if before is not None:
+                ids = [item["id"] for item in items]
+                if before not in ids:
+                    raise CursorNotFound(before)
+                items = items[: ids.index(before)]
+            page = items[-page_size:]
+            return {"messages": page, "next_before": page[0]["id"] if len(items) > page_size else None,
+                    "leaf": tip.id if tip else None}
+
+    def search_messages(self, query: str, max_results: int) -> list[dict[str, Any]]:
+        """Every word of `query` in the text (the SQL ranks with full-text search; here, all words match)."""
+        self.check("search_messages")
+        words = query.lower().split()
+        with self.db.lock:
+            found = []
+            for row in sorted(self.db.messages.values(), key=lambda r: -r.seq):
+                if row.user_id != self.caller.user_id or not words:
+                    continue
+                texts = [(row.id, "user", row.content)] + ([(row.reply.reply_id, "assistant", row.reply.content)]
+                                                           if row.reply else [])
+                for found_id, role, text in texts:
+                    if all(word in text.lower() for word in words):
+                        conversation = self.db.conversations[row.conversation_id]
+                        found.append({"message_id": found_id, "conversation_id": row.conversation_id,
+                                      "conversation_title": conversation.fields.get("title"), "role": role,
+                                      "snippet": text[:200], "created_at": row.created_at, "rank": 0.1})
+            return found[:max_results]
+
+    def chat_quota(self) -> dict[str, Any]:
+        self.check("chat_quota")
+        with self.db.lock:
+            sent = sum(1 for row in self.db.messages.values() if row.user_id == self.caller.user_id)
+            used = self.db.tokens[self.caller.user_id]
+            return {"messages_per_day": 1000, "messages_today": sent, "messages_left_today": max(1000 - sent, 0),
+                    "tokens_per_day": self.db.tokens_per_day, "tokens_today": used,
+                    "tokens_left_today": max(self.db.tokens_per_day - used, 0)}
+
+    def _own_message(self, message_id: str) -> Row | None:
+        """The caller's user message by its id or its reply's id (a reply stands for its message)."""
+        for row in self.db.messages.values():
+            if (row.id == message_id or (row.reply and row.reply.reply_id == message_id)) \
+                    and row.user_id == self.caller.user_id:
+                return row
+        return None
+
+    def _ancestry(self, row: Row) -> list[str]:
+        """The row's id and its parents' up to the root."""
+        chain = [row.id]
+        while (parent := self.db.messages[chain[-1]].parent_id) is not None:
+            chain.append(parent)
+        return chain
+
+    def _turn(self, row: Row, rows: list[Row]) -> list[dict[str, Any]]:
+        """One user message of a branch as conversation_branch shows it, then its reply if any."""
+        shown = self.db.messages[row.regenerates] if row.regenerates else row
+        first = shown.edit_of or shown.id
+        versions = sorted((r for r in rows if (r.id == first or r.edit_of == first) and r.regenerates is None),
+                          key=lambda r: r.seq)
+        replies = sorted((r for r in rows if r.id == shown.id or r.regenerates == shown.id), key=lambda r: r.seq)
+        user = {
+            "id": shown.id, "role": "user", "content": shown.content, "status": shown.status, "error": shown.error,
+            "reply_to": None, "parent_id": shown.parent_id, "edit_of": shown.edit_of, "regenerates": shown.regenerates,
+            "versions": {"index": versions.index(shown), "count": len(versions), "ids": [r.id for r in versions]},
+            "reply_versions": {"index": replies.index(row), "count": len(replies), "ids": [r.id for r in replies],
+                               "status": row.status, "error": row.error},
+        }
+        if row.reply is None:
+            return [user]
+        return [user, {"id": row.reply.reply_id, "role": "assistant", "content": row.reply.content,
+                       "status": row.status, "error": row.error, "reply_to": row.id, "parent_id": row.id}]
+
+    def _delivered(self, message_id: str) -> str:
+        if self.db.on_user_message is not None:
+            self.db.on_user_message(message_id)
+        return message_id
 
     def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]:
         self.check("create_conversation")
