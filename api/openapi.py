@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from api.ai_sdk import AiSdkChatIn
 from api.requests import rest_door
-from api.schemas import ChatMessageIn, ConversationIn, EditMessageIn
+from api.schemas import MAX_SEARCH_CHARS, NOT_BLANK, ChatMessageIn, ConversationIn, EditMessageIn
 
 openapi = Blueprint("openapi", __name__)
 
@@ -361,7 +361,8 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                     "summary": "Your messages and replies matching q (words, \"a phrase\", -word, or), best first",
                     "parameters": [
                         {"name": "q", "in": "query", "required": True,
-                         "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S"},
+                         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH_CHARS,
+                                    "pattern": NOT_BLANK},
                          "description": "Not blank: a blank q is a 400"},
                         {"name": "limit", "in": "query",
                          "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},

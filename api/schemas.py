@@ -4,9 +4,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 MAX_MESSAGE_CHARS = 32000  # the database's messages_user_content_length check
 # Postgres text cannot hold U+0000; saying so in the schema makes it a 400 here and in the document.
@@ -54,13 +54,14 @@ class HistoryQuery(PageQuery):
 
 
 MAX_SEARCH_CHARS = 200
+# Something besides ASCII white space, and no U+0000: the one rule, here and in the document
+# (a regular expression reads alike in both, where "white space" does not).
+NOT_BLANK = r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$"
 
 
 class SearchQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Blank is a 400: a search for nothing is a caller's mistake, and saying so helps more than [].
-    q: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SEARCH_CHARS)] = Field(
-        pattern=NO_NUL
-    )
+    q: StrictStr = Field(min_length=1, max_length=MAX_SEARCH_CHARS, pattern=NOT_BLANK)
     limit: int = Field(20, ge=1, le=100)
