@@ -86,6 +86,35 @@ class PostgrestCallerStore:
             raise ConversationNotFound(conversation_id)
         return dict(page)
 
+    def message_conversation(self, message_id: str) -> str | None:
+        rows = self._run(
+            self.client.table("messages").select("conversation_id").eq("id", message_id), "message_conversation"
+        )
+        return str(rows[0]["conversation_id"]) if rows else None
+
+    def regenerate_message(self, message_id: str) -> str:
+        return str(self._rpc("regenerate_message", {"message_id": message_id}))
+
+    def edit_message(self, message_id: str, content: str) -> str:
+        return str(self._rpc("edit_message", {"message_id": message_id, "content": content}))
+
+    def conversation_branch(
+        self, conversation_id: str, leaf: str | None, before: str | None, page_size: int
+    ) -> dict[str, Any]:
+        page = self._rpc(
+            "conversation_branch",
+            {"conversation_id": conversation_id, "leaf": leaf, "before": before, "page_size": page_size},
+        )
+        if page is None:
+            raise ConversationNotFound(conversation_id)
+        return dict(page)
+
+    def search_messages(self, query: str, max_results: int) -> list[dict[str, Any]]:
+        return list(self._rpc("search_messages", {"query": query, "max_results": max_results}) or [])
+
+    def chat_quota(self) -> dict[str, Any]:
+        return dict(self._rpc("chat_quota", {}))
+
     def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]:
         return dict(self._run(self.client.table("conversations").insert(fields), "create_conversation", USER_GONE)[0])
 

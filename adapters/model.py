@@ -69,8 +69,8 @@ class OpenAIChatModel:
             multiplier=retry_initial_seconds, jitter=retry_initial_seconds, max=retry_max_seconds
         )
 
-    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
-        completion = await self._retried(lambda: self._create(messages, model))
+    async def complete(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply:
+        completion = await self._retried(lambda: self._create(messages, model, max_tokens or self.reply_max_tokens))
         return completion_reply(completion, model)
 
     async def stream(self, messages: list[dict[str, str]], model: str) -> OpenAIModelStream:
@@ -90,9 +90,9 @@ class OpenAIChatModel:
         if status >= 300:
             raise ModelUnavailable(f"the model's API answered {status}")
 
-    async def _create(self, messages: list[dict[str, str]], model: str) -> dict[str, Any]:
+    async def _create(self, messages: list[dict[str, str]], model: str, max_tokens: int) -> dict[str, Any]:
         # max_tokens always: without it the provider's own maximum is what a reply may cost.
-        body = {"model": model, "messages": messages, "max_tokens": self.reply_max_tokens}
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens}
         response = await self._post(body, self.whole_timeout)
         try:
             completion = json.loads(await response.read())

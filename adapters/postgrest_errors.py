@@ -23,6 +23,8 @@ from chat.errors import (
     DuplicateClientMessage,
     InvalidCredentials,
     InvalidRequest,
+    LeafNotFound,
+    MessageNotFound,
     RateLimited,
     StoreRejected,
     StoreUnavailable,
@@ -39,6 +41,8 @@ OWN_REFUSALS: Mapping[str, type[ChatError]] = {
     "system_prompt_too_long": InvalidRequest,
     "model_not_allowed": InvalidRequest,
     "cursor_not_found": CursorNotFound,
+    "leaf_not_found": LeafNotFound,
+    "message_not_found": MessageNotFound,  # regenerate_message, edit_message: missing or not the caller's
 }
 # Postgres's own wording names internals (types, constraints, values): it stays in the logs.
 DATA_REFUSED_MESSAGE = "a value could not be stored (wrong type, format or size)."

@@ -27,6 +27,7 @@ from chat.ports import (
     StoredReply,
     StreamingReply,
     TickAnswer,
+    TitleRequest,
     WaitingMessage,
 )
 
@@ -162,6 +163,16 @@ class PostgrestReplyStore:
             row.get("content"),
             row.get("next_message_id"),
         )
+
+    async def claim_conversation_title(self, conversation_id: str) -> TitleRequest | None:
+        row = await self._rpc("claim_conversation_title", {"conversation_id": conversation_id})
+        if not row:
+            return None
+        return TitleRequest(user_id=row["user_id"], model=row.get("model"), messages=list(row.get("messages") or []))
+
+    async def set_conversation_title(self, conversation_id: str, title: str, tokens: int) -> bool:
+        params = {"conversation_id": conversation_id, "title": title, "tokens": tokens}
+        return bool(await self._rpc("set_conversation_title", params))
 
     async def _rpc(self, function: str, params: dict[str, Any]) -> Any:
         """The function's JSON answer (None for an empty one). No answer at all is

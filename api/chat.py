@@ -12,8 +12,16 @@ from werkzeug.exceptions import Forbidden
 from api.ai_sdk import chat_id, chat_request, message_to_send, refused, speaks_ai_sdk
 from api.errors import register_api_errors
 from api.event_stream import event_stream_response, wants_event_stream
-from api.requests import authenticated, conversation_id_from_path, current_caller, json_object, query, validated
-from api.schemas import ChatMessageIn, PageQuery
+from api.requests import (
+    authenticated,
+    conversation_id_from_path,
+    current_caller,
+    json_object,
+    message_id_from_path,
+    query,
+    validated,
+)
+from api.schemas import ChatMessageIn, HistoryQuery
 from api.ui_message_stream import ui_message_parts, ui_message_stream_response
 from chat.caller import Caller
 from chat.errors import StoreUnavailable
@@ -103,7 +111,7 @@ def stop_reply(conversation_id: str, message_id: str) -> ResponseReturnValue:
     """Stop the caller's reply wherever it is generated; the partial reply is kept (status
     stopped). A settled message is left as it is and its status returned."""
     conversation_id = conversation_id_from_path(conversation_id)
-    message_id = conversation_id_from_path(message_id)
+    message_id = message_id_from_path(message_id)
     status = chat_service().stop_reply(current_caller(), message_id)
     return jsonify(message_id=message_id, conversation_id=conversation_id, status=status)
 
@@ -111,9 +119,13 @@ def stop_reply(conversation_id: str, message_id: str) -> ResponseReturnValue:
 @chat_api.get("/chat/<conversation_id>/history")
 @authenticated
 def history(conversation_id: str) -> ResponseReturnValue:
+    """Without `leaf`, the whole conversation in order; with one, the branch through it (see HistoryQuery)."""
     conversation_id = conversation_id_from_path(conversation_id)
-    page = query(PageQuery)
-    result = chat_service().conversation_history(
-        current_caller(), conversation_id, str(page.before) if page.before else None, page.limit
-    )
+    page = query(HistoryQuery)
+    before = str(page.before) if page.before else None
+    if page.leaf is None:
+        result = chat_service().conversation_history(current_caller(), conversation_id, before, page.limit)
+    else:
+        leaf = None if page.leaf == "newest" else str(page.leaf)
+        result = chat_service().conversation_branch(current_caller(), conversation_id, leaf, before, page.limit)
     return jsonify(conversation_id=conversation_id, **result)

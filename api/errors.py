@@ -12,6 +12,7 @@ from chat.errors import (
     CursorNotFound,
     InvalidCredentials,
     InvalidRequest,
+    LeafNotFound,
     MessageNotFound,
     RateLimited,
     ReplyFailed,
@@ -49,6 +50,13 @@ def register_api_errors(blueprint: Blueprint) -> None:
     @blueprint.errorhandler(CursorNotFound)
     def cursor_not_found(error: CursorNotFound) -> Response:
         return error_response(404, "cursor_not_found", "The 'before' cursor names nothing in this list; start again without it.")
+
+    @blueprint.errorhandler(LeafNotFound)
+    def leaf_not_found(error: LeafNotFound) -> Response:
+        return error_response(
+            404, "leaf_not_found",
+            "The leaf names no message of this conversation; pass one of its message ids, or leaf=newest.",
+        )
 
     @blueprint.errorhandler(InvalidRequest)
     def invalid_request(error: InvalidRequest) -> Response:

@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from api.ai_sdk import AiSdkChatIn
 from api.requests import rest_door
-from api.schemas import ChatMessageIn, ConversationIn
+from api.schemas import MAX_SEARCH_CHARS, NOT_BLANK, ChatMessageIn, ConversationIn, EditMessageIn
 
 openapi = Blueprint("openapi", __name__)
 
@@ -44,6 +44,55 @@ MESSAGE = {
         "error": {"type": ["string", "null"]},
         "reply_to": {"type": ["string", "null"], "format": "uuid"},
         "created_at": {"type": "string"},
+        "seq": {"type": "integer", "description": "the message's place in its conversation"},
+        "parent_id": {"type": ["string", "null"], "format": "uuid",
+                      "description": "with leaf: the previous user message of the branch; a reply's, its message"},
+        "edit_of": {"type": ["string", "null"], "format": "uuid", "description": "with leaf: the first version edited"},
+        "regenerates": {"type": ["string", "null"], "format": "uuid",
+                        "description": "with leaf: the message whose reply this one asked for again"},
+        "versions": {"$ref": "#/components/schemas/Versions"},
+        "reply_versions": {"$ref": "#/components/schemas/Versions"},
+    },
+}
+VERSIONS = {
+    "type": "object",
+    "description": "With leaf, on user messages: the message's versions (edits; reply_versions: the replies it has "
+    "had, as the user rows they answer, with that row's status and error). ids[index] is the one in this branch; "
+    "pass another as leaf to read its branch.",
+    "required": ["index", "count", "ids"],
+    "properties": {
+        "index": {"type": "integer", "minimum": 0},
+        "count": {"type": "integer", "minimum": 1},
+        "ids": {"type": "array", "items": UUID},
+        "status": {"type": "string"},
+        "error": {"type": ["string", "null"]},
+    },
+}
+SEARCH_RESULT = {
+    "type": "object",
+    "required": ["message_id", "conversation_id", "role", "snippet", "created_at", "rank"],
+    "properties": {
+        "message_id": UUID,
+        "conversation_id": UUID,
+        "conversation_title": {"type": ["string", "null"]},
+        "role": {"enum": ["user", "assistant"]},
+        "snippet": {"type": "string", "description": "plain text; the matched words between « and »"},
+        "created_at": {"type": "string"},
+        "rank": {"type": "number"},
+    },
+}
+USAGE = {
+    "type": "object",
+    "description": "Today's usage (UTC) against your limits; a regeneration counts as a message, a title's tokens "
+    "as tokens",
+    "required": ["messages_per_day", "messages_today", "tokens_per_day", "tokens_today"],
+    "properties": {
+        name: {"type": ["integer", "string", "null"]}
+        for name in (
+            "messages_per_day", "messages_today", "messages_left_today", "tokens_per_day", "tokens_today",
+            "tokens_left_today", "day_resets_at", "messages_per_window", "window_seconds", "messages_in_window",
+            "window_resets_at", "max_conversations", "conversations", "system_prompt_max_chars",
+        )
     },
 }
 CONVERSATION = {
@@ -86,6 +135,15 @@ PAGE_PARAMETERS = [
     {"name": "before", "in": "query", "schema": UUID, "description": "next_before of the previous page"},
 ]
 CONVERSATION_ID = {"name": "conversation_id", "in": "path", "required": True, "schema": UUID}
+MESSAGE_ID = {"name": "message_id", "in": "path", "required": True, "schema": UUID}
+LEAF = {
+    "name": "leaf",
+    "in": "query",
+    "schema": {"anyOf": [UUID, {"enum": ["newest"]}]},
+    "description": "Without it, every message of the conversation in order. With a message id (a reply's stands "
+    "for its message), the branch through it, root to the newest message below it; 'newest' for the branch of "
+    "the conversation's newest message. Each user message then carries its versions and reply_versions.",
+}
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -94,11 +152,12 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*statuses: int) -> dict[str, Any]:
     reasons = {
-        400: "Malformed body, wrong types or bad query parameters",
+        400: "Malformed body, wrong types or bad query parameters (a blank search among them)",
         401: "Missing, malformed, forged or expired access token",
         403: "user_id in the body is not the token's; or you have as many conversations as allowed",
         408: "The body arrived too slowly (REQUEST_BODY_TIMEOUT_SECONDS); the connection is closed",
-        404: "No such conversation, or not yours; or a 'before' cursor that names nothing in the list",
+        404: "No such conversation or message, or not yours; or a 'before' cursor or 'leaf' that names nothing "
+        "in the conversation",
         409: "client_message_id already used in another conversation",
         413: "Body over the size limit",
         415: "Body is not JSON",
@@ -138,6 +197,13 @@ SSE_EVENT = {
 }
 UI_MESSAGE_STREAM = {"text/event-stream": {"schema": SSE_EVENT}}
 SDK_REFUSAL = {"text/plain": {"schema": {"type": "string"}}}  # the JSON error's message, for the SDK to show
+CHAT_REPLY_ANSWER = {
+    "description": f"The reply (JSON), or its stream. {SSE_DESCRIPTION}",
+    "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ChatReply"}},
+        "text/event-stream": {"schema": SSE_EVENT},
+    },
+}
 
 
 DEFAULT_SYSTEM_PROMPT_MAX_CHARS = 8000  # private.quota_defaults' shipped value
@@ -172,6 +238,7 @@ def document(offered_models: list[str]) -> dict[str, Any]:
             "securitySchemes": {"supabase": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
             "schemas": {
                 "Error": ERROR, "Message": MESSAGE, "Conversation": CONVERSATION, "ChatReply": CHAT_REPLY,
+                "Versions": VERSIONS, "SearchResult": SEARCH_RESULT, "Usage": USAGE,
                 **_ai_sdk_schemas(),
             },
         },
@@ -224,7 +291,7 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                 "post": {
                     "operationId": "stopReply",
                     "summary": "Stop your reply wherever it is generated; the partial reply is kept",
-                    "parameters": [CONVERSATION_ID, {"name": "message_id", "in": "path", "required": True, "schema": UUID}],
+                    "parameters": [CONVERSATION_ID, MESSAGE_ID],
                     "responses": {
                         "200": _json(
                             {
@@ -241,8 +308,8 @@ def document(offered_models: list[str]) -> dict[str, Any]:
             "/api/chat/{conversation_id}/history": {
                 "get": {
                     "operationId": "history",
-                    "summary": "A page of the conversation: newest page first, chronological within",
-                    "parameters": [CONVERSATION_ID, *PAGE_PARAMETERS],
+                    "summary": "A page of the conversation, or of one branch: newest page first, chronological within",
+                    "parameters": [CONVERSATION_ID, *PAGE_PARAMETERS, LEAF],
                     "responses": {
                         "200": _json(
                             {
@@ -252,11 +319,77 @@ def document(offered_models: list[str]) -> dict[str, Any]:
                                     "conversation_id": UUID,
                                     "messages": {"type": "array", "items": {"$ref": "#/components/schemas/Message"}},
                                     "next_before": {"type": ["string", "null"]},
+                                    "leaf": {"type": ["string", "null"], "format": "uuid",
+                                             "description": "with leaf: the branch's last user message (continue "
+                                             "the branch from it)"},
                                 },
                             },
                             "A page of messages",
                         ),
                         **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
+            "/api/chat/{conversation_id}/messages/{message_id}/regenerate": {
+                "post": {
+                    "operationId": "regenerateReply",
+                    "summary": "A new reply to your message (a reply's id stands for its message); the old one is "
+                    "kept as a version. Counts as a message. Answered as POST /api/chat/{conversation_id} answers",
+                    "parameters": [CONVERSATION_ID, MESSAGE_ID],
+                    "responses": {
+                        "200": CHAT_REPLY_ANSWER,
+                        **_errors(401, 404, 429, 502, 503, 504),
+                    },
+                }
+            },
+            "/api/chat/{conversation_id}/messages/{message_id}/edit": {
+                "post": {
+                    "operationId": "editMessage",
+                    "summary": "Your message with new text, on a new branch from the same place, and its reply. "
+                    "Answered as POST /api/chat/{conversation_id} answers",
+                    "parameters": [CONVERSATION_ID, MESSAGE_ID],
+                    "requestBody": _body(EditMessageIn),
+                    "responses": {
+                        "200": CHAT_REPLY_ANSWER,
+                        **_errors(*authenticated_errors, 404, 429, 502, 504),
+                    },
+                }
+            },
+            "/api/search": {
+                "get": {
+                    "operationId": "searchMessages",
+                    "summary": "Your messages and replies matching q (words, \"a phrase\", -word, or), best first",
+                    "parameters": [
+                        {"name": "q", "in": "query", "required": True,
+                         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_SEARCH_CHARS,
+                                    "pattern": NOT_BLANK},
+                         "description": "Not blank: a blank q is a 400"},
+                        {"name": "limit", "in": "query",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["query", "results"],
+                                "properties": {
+                                    "query": {"type": "string"},
+                                    "results": {"type": "array", "items": {"$ref": "#/components/schemas/SearchResult"}},
+                                },
+                            },
+                            "The matches",
+                        ),
+                        **_errors(400, 401, 503),
+                    },
+                }
+            },
+            "/api/usage": {
+                "get": {
+                    "operationId": "usage",
+                    "summary": "Your messages and tokens today against your limits",
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Usage"}, "Today's usage"),
+                        **_errors(401, 503),
                     },
                 }
             },

@@ -98,3 +98,11 @@ def conversation_id_from_path(value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise NotFound("No such conversation.") from None
+
+
+def message_id_from_path(value: str) -> str:
+    """An id that is not a UUID names no message: 404, like any other unknown one."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound("No such message.") from None

@@ -55,6 +55,10 @@ class InvalidRequest(ChatError):
     """The request is well-formed JSON but asks for something impossible (e.g. an unknown cursor)."""
 
 
+class LeafNotFound(ChatError):
+    """A branch's `leaf` that names no message of the conversation (or none of the caller's)."""
+
+
 class CursorNotFound(ChatError):
     """A page cursor (`before`) that names nothing in this listing: the page it points at is gone."""
 

@@ -58,6 +58,16 @@ class FailedMessage:
 
 
 @dataclass(frozen=True)
+class TitleRequest:
+    """A conversation the service may title now (claim_conversation_title): its owner, its model
+    and its first answered turn (the user message and its reply, as {"role", "content"})."""
+
+    user_id: str
+    model: str | None
+    messages: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
 class ModelReply:
     content: str
     model: str
@@ -159,6 +169,14 @@ class ReplyStore(Protocol):
         transaction; the outcome as stored (for done: the first reply, if two were written). None
         if the message is gone; raises ClaimSuperseded when the claim is stale."""
 
+    async def claim_conversation_title(self, conversation_id: str) -> TitleRequest | None:
+        """The conversation's turn to be titled, taken once: None unless it has no title, was never
+        claimed for one, has a done reply and its owner has tokens left today."""
+
+    async def set_conversation_title(self, conversation_id: str, title: str, tokens: int) -> bool:
+        """Count `tokens` against the owner's quota and set the title where it is still unset (a
+        title its owner set meanwhile is kept). Whether it was set."""
+
 
 @dataclass(frozen=True)
 class ReplyProgress:
@@ -196,6 +214,31 @@ class CallerStore(Protocol):
 
     def conversation_history(self, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]: ...
 
+    def message_conversation(self, message_id: str) -> str | None:
+        """The conversation of the caller's message or reply; None if it is missing or not theirs."""
+
+    def regenerate_message(self, message_id: str) -> str:
+        """Ask again for the reply to the caller's message (a reply's id stands for the message it
+        answers): a new user message beside it, same content and place, answered like any other
+        and counted by the quota as one. Its id. MessageNotFound, RateLimited as for an insert."""
+
+    def edit_message(self, message_id: str, content: str) -> str:
+        """A new version of the caller's user message with `content`: a sibling on a new branch,
+        answered like any message. Its id. MessageNotFound, RateLimited as for an insert."""
+
+    def conversation_branch(
+        self, conversation_id: str, leaf: str | None, before: str | None, page_size: int
+    ) -> dict[str, Any]:
+        """A page of one branch (root to `leaf`, or to the newest message when None), as
+        conversation_history pages, with each message's versions and the branch's `leaf`.
+        ConversationNotFound, LeafNotFound, CursorNotFound."""
+
+    def search_messages(self, query: str, max_results: int) -> list[dict[str, Any]]:
+        """The caller's messages and replies matching `query` (web search syntax), best first."""
+
+    def chat_quota(self) -> dict[str, Any]:
+        """The caller's usage today against their limits."""
+
     def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]: ...
 
     def list_conversations(self, before: str | None, page_size: int) -> dict[str, Any]: ...
@@ -214,7 +257,8 @@ class ChatModel(Protocol):
     ModelUnavailable (transient, retries spent) or ModelRejected (retrying cannot help), each with
     a message the user may read."""
 
-    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply: ...
+    async def complete(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply:
+        """The whole answer, at most `max_tokens` long (None: a reply's, REPLY_MAX_TOKENS)."""
 
 
 class ModelStream(Protocol):

@@ -18,7 +18,7 @@ from chat.answering.pipeline import ReplyPipeline
 from chat.answering.redrive import RedriveSweep
 from chat.answering.streaming import ReplyStreaming
 from chat.caller import Caller
-from chat.errors import StoreUnavailable
+from chat.errors import MessageNotFound, StoreUnavailable
 from chat.logging import get_logger
 from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.ports import CallerStore, CallerStoreFactory, MessageStore
@@ -92,6 +92,50 @@ class ChatService:
     def conversation_history(self, caller: Caller, conversation_id: str, before: str | None, page_size: int) -> dict[str, Any]:
         """A page of the conversation's messages, newest first (ConversationNotFound if not the caller's)."""
         return self.caller_store(caller).conversation_history(conversation_id, before, page_size)
+
+    def conversation_branch(
+        self, caller: Caller, conversation_id: str, leaf: str | None, before: str | None, page_size: int
+    ) -> dict[str, Any]:
+        """A page of one branch of the conversation (to `leaf`, or its newest), with each message's versions."""
+        return self.caller_store(caller).conversation_branch(conversation_id, leaf, before, page_size)
+
+    def search_messages(self, caller: Caller, query: str, max_results: int) -> list[dict[str, Any]]:
+        return self.caller_store(caller).search_messages(query, max_results)
+
+    def usage(self, caller: Caller) -> dict[str, Any]:
+        """The caller's messages and tokens today against their limits (chat_quota)."""
+        return self.caller_store(caller).chat_quota()
+
+    def regenerate_message(self, caller: Caller, conversation_id: str, message_id: str) -> str:
+        """Ask again for the reply to the caller's message in this conversation (a reply's id
+        stands for its message); the new message's id, answered like any other (await_reply,
+        stream_reply). The old reply stays, as a version."""
+        store = self.caller_store(caller)
+        self._check_in_conversation(store, conversation_id, message_id)
+        return store.regenerate_message(message_id)
+
+    def edit_message(self, caller: Caller, conversation_id: str, message_id: str, content: str) -> str:
+        """A new version of the caller's message with `content`, on a new branch; its id, answered
+        like any other message."""
+        store = self.caller_store(caller)
+        self._check_in_conversation(store, conversation_id, message_id)
+        return store.edit_message(message_id, content)
+
+    def await_reply(self, caller: Caller, message_id: str) -> ChatReply:
+        """Wait for the reply to the caller's message as send_message waits (see DirectChat.wait_for)."""
+        return self.direct_chat.wait_for(self.caller_store(caller), message_id)
+
+    def stream_reply(self, caller: Caller, conversation_id: str, message_id: str) -> Iterator[StreamEvent]:
+        """The reply to the caller's new message as events, as stream_message gives them."""
+        assert self.direct_stream is not None
+        return self.direct_stream.open_written(self.caller_store(caller), conversation_id, message_id)
+
+    @staticmethod
+    def _check_in_conversation(store: CallerStore, conversation_id: str, message_id: str) -> None:
+        """The SQL functions take the message alone: a message of another conversation than the
+        path names must not grow a branch there (MessageNotFound, as for someone else's)."""
+        if store.message_conversation(message_id) != conversation_id:
+            raise MessageNotFound(message_id)
 
     def sent_message_id(self, caller: Caller, client_message_id: str) -> str | None:
         """The id of the caller's message sent with this idempotency key, if it exists."""

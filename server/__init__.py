@@ -12,12 +12,14 @@ from flask import Flask, Response, request
 from flask_cors import CORS
 
 from api.auth import TokenVerifier, auth_issuer, project_signing_keys
+from api.branches import branches_api
 from api.chat import chat_api
 from api.conversations import conversations_api
 from api.health import health
 from api.metrics import MetricsDoor, install_metrics_door
 from api.openapi import openapi
 from api.requests import RestDoor, install_rest_door
+from api.search import search_api
 from chat.logging import configure_logging
 from chat.metrics import ServiceMetrics
 from chat.service import ChatService
@@ -61,7 +63,7 @@ def create_app(
     _bind_request_id(app)
     _count_requests(app, service.metrics)
     register_error_handlers(app)
-    for blueprint in (health, webhook, chat_api, conversations_api, openapi):
+    for blueprint in (health, webhook, chat_api, branches_api, conversations_api, search_api, openapi):
         app.register_blueprint(blueprint)
     if settings.metrics_token is not None or settings.metrics_port is not None:
         token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None

@@ -47,7 +47,10 @@ class Settings(BaseSettings):
     model_max_attempts: int = Field(3, ge=1, le=10)
     model_retry_initial_seconds: float = Field(0.5, ge=0)
     model_retry_max_seconds: float = Field(10.0, ge=0)
-    reply_max_tokens: int = Field(DEFAULT_REPLY_MAX_TOKENS, ge=1)  # sent as max_tokens on every call
+    reply_max_tokens: int = Field(DEFAULT_REPLY_MAX_TOKENS, ge=1)  # sent as max_tokens on every reply's call
+    generate_titles: bool = True  # ask the model for a title once a conversation's first turn is answered
+    openai_title_model: str | None = Field(None, min_length=1, max_length=100)  # unset: OPENAI_MODEL
+    title_max_tokens: int = Field(24, ge=1, le=1000)  # max_tokens of a title's call
 
     context_token_budget: int = Field(6000, ge=100)
     context_max_messages: int = Field(200, ge=1, le=1000)
@@ -111,6 +114,11 @@ class Settings(BaseSettings):
         conversation is written."""
         listed = [name.strip() for name in self.openai_models.split(",") if name.strip()]
         return list(dict.fromkeys([self.openai_model, *listed]))
+
+    @property
+    def title_model(self) -> str:
+        """The model that titles conversations: OPENAI_TITLE_MODEL, or OPENAI_MODEL when unset."""
+        return self.openai_title_model or self.openai_model
 
     @property
     def effective_log_format(self) -> str:

@@ -27,6 +27,7 @@ from chat.answering.model_allowlist import ModelAllowlist
 from chat.answering.pipeline import ReplyPipeline
 from chat.answering.redrive import RedriveSweep
 from chat.answering.streaming import ReplyStreaming
+from chat.answering.titles import ConversationTitles
 from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.ports import (
     CallerStoreFactory,
@@ -154,6 +155,7 @@ def assemble_chat_service(
         hand_on=engine.submit,
         streaming=streaming,
         metrics=metrics,
+        titles=_titles(settings, reply_store, model),
     )
     direct_chat = DirectChat(waiter, reply_timeout_seconds=settings.chat_reply_timeout_seconds)
     feed = streaming.feed if streaming is not None else ReplyFeed()
@@ -211,6 +213,12 @@ def _on_loop(engine: ReplyEngine, probe: AsyncProbe) -> Probe:
 
 async def _awaited(probe: AsyncProbe) -> None:
     await probe()
+
+
+def _titles(settings: Settings, store: ReplyStore, model: ChatModel) -> ConversationTitles | None:
+    if not settings.generate_titles:
+        return None
+    return ConversationTitles(store, model, title_model=settings.title_model, max_tokens=settings.title_max_tokens)
 
 
 def _streaming(

@@ -10,6 +10,9 @@ A conversation is answered one message at a time, in its order (seq): a message 
 sibling is unanswered is not claimed (WAITING), and whoever settles that sibling is told which
 message comes next and hands it to the workers (`hand_on`), so each reply sees every earlier
 message and its reply.
+
+A conversation's first answered turn also asks for its title (chat/answering/titles.py), in a task
+of its own once the reply is stored and its successor handed on: nothing here waits for it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import structlog
 
 from chat.answering.context import build_prompt
 from chat.answering.streaming import ReplyStreaming
+from chat.answering.titles import ConversationTitles
 from chat.errors import ClaimSuperseded, ModelError, ModelRejected, StoreUnavailable
 from chat.logging import get_logger
 from chat.metrics import NO_METRICS, ServiceMetrics
@@ -65,6 +69,7 @@ class ReplyPipeline:
         streaming: ReplyStreaming | None = None,
         hand_on: Callable[[str], bool] | None = None,
         metrics: ServiceMetrics = NO_METRICS,
+        titles: ConversationTitles | None = None,
     ) -> None:
         self.store = store
         self.model = model
@@ -78,6 +83,7 @@ class ReplyPipeline:
         self.streaming = streaming  # None: ask for whole answers (the in-memory unit tests' model)
         self.hand_on = hand_on  # queues the next message of a conversation (the workers' submit)
         self.metrics = metrics
+        self.titles = titles  # None: conversations are not titled (GENERATE_TITLES=false)
         self._active_claims: dict[str, str] = {}  # message id -> its claim's token, while generating
 
     def active_claims(self) -> dict[str, str]:
@@ -188,6 +194,7 @@ class ReplyPipeline:
             MessageOutcome(claim.message_id, stored.conversation_id, "done", None, stored.reply_id, stored.content),
         )
         self._hand_on(stored.next_message_id)
+        self._title_first_turn(claim, stored.conversation_id)
         return AnswerResult.ANSWERED
 
     async def _stream_and_store(
@@ -207,6 +214,8 @@ class ReplyPipeline:
         )
         self._settled(claim.message_id, outcome)
         self._hand_on(outcome.next_message_id)
+        if outcome.status == "done":
+            self._title_first_turn(claim, outcome.conversation_id)
         return {"done": AnswerResult.ANSWERED, "stopped": AnswerResult.STOPPED}.get(outcome.status, AnswerResult.FAILED)
 
     async def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
@@ -230,6 +239,13 @@ class ReplyPipeline:
         or shutting down), it stays pending for the sweep, like any undelivered message."""
         if next_message_id and self.hand_on is not None and not self.hand_on(next_message_id):
             logger.warning("could not hand on the next message; the sweep will", next_message_id=next_message_id)
+
+    def _title_first_turn(self, claim: ClaimedMessage, conversation_id: str) -> None:
+        """A reply whose context holds no earlier reply answered its branch's first turn: the one
+        time its conversation may want a title (the database says whether it does). Later replies
+        skip the round trip. Scheduled, never awaited."""
+        if self.titles is not None and not any(turn["role"] == "assistant" for turn in claim.context):
+            self.titles.schedule(conversation_id)
 
     def _settled(self, message_id: str, outcome: MessageOutcome | None) -> None:
         if self.on_settled is not None:

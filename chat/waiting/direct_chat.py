@@ -65,12 +65,19 @@ class DirectChat:
             raise ClientMessageConflict(client_message_id)
         message_id = existing[0]
         outcome = store.message_outcome(message_id)
-        if outcome is None or not outcome.settled:
-            with self.waiter.expect(message_id) as expectation:
-                outcome = store.message_outcome(message_id)  # it may have settled while we registered
-                if outcome is None or not outcome.settled:
-                    expectation.wait(self.reply_timeout_seconds)
-                    outcome = expectation.outcome or store.message_outcome(message_id)
+        if outcome is not None and outcome.settled:
+            return self.reply_from(message_id, outcome)
+        return self.wait_for(store, message_id)
+
+    def wait_for(self, store: CallerStore, message_id: str) -> ChatReply:
+        """The reply to a message that exists already (one the database made: a regeneration, an
+        edit), waited for as `send` waits. Registered after the message was written, so it may
+        have settled before: read once registered, it is not missed."""
+        with self.waiter.expect(message_id) as expectation:
+            outcome = store.message_outcome(message_id)
+            if outcome is None or not outcome.settled:
+                expectation.wait(self.reply_timeout_seconds)
+                outcome = expectation.outcome or store.message_outcome(message_id)
         return self.reply_from(message_id, outcome)
 
     @staticmethod

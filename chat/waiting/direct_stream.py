@@ -133,6 +133,15 @@ class DirectStream:
         self.generate_here(message_id)
         return self._follow(subscriptions, store, message_id, inbox, (following, channel), expectation)
 
+    def open_written(self, store: CallerStore, conversation_id: str, message_id: str) -> Iterator[StreamEvent]:
+        """The events of a message the database made for the caller (a regeneration, an edit). Its
+        id is known only once it exists, so pieces may be out before the request subscribes: it
+        is followed as a caller coming back is (`follow`: the row gives what the feed missed), and
+        handed to this process's reply engine at once, as `open` hands its message."""
+        events = self.follow(store, conversation_id, message_id)
+        self.generate_here(message_id)
+        return events
+
     def _follow_channel(self, conversation_id: str) -> AbstractContextManager[ChannelFollowing | None]:
         return self.channels.follow(conversation_id) if self.channels is not None else nullcontext()
 

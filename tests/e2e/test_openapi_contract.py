@@ -44,5 +44,5 @@ def test_api_conforms_to_its_openapi_document(live_service: ServiceProcess, stac
             calls[case.operation.label] = calls.get(case.operation.label, 0) + 1
 
         conforms()
-    assert len(calls) == 11, calls
-    assert sum(calls.values()) >= 11 * 5
+    assert len(calls) == 15, calls
+    assert sum(calls.values()) >= 15 * 5

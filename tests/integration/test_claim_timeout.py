@@ -56,7 +56,7 @@ class AnswerLost(PostgrestReplyStore):
 
 
 class NeverCalled:
-    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+    async def complete(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply:
         raise AssertionError("the model must not be called for a claim the service does not hold")
 
 

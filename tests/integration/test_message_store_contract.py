@@ -48,6 +48,8 @@ class Rows(Protocol):
     def request_stop(self, message_id: str) -> None:
         """What stop_reply does for a message a worker is generating."""
 
+    def title(self, conversation_id: str) -> str | None: ...
+
 
 class PostgresRows:
     def __init__(self, db: psycopg.Connection) -> None:
@@ -88,6 +90,11 @@ class PostgresRows:
     def request_stop(self, message_id: str) -> None:
         self.db.execute("update public.messages set stop_requested_at = now() where id = %s", (message_id,))
 
+    def title(self, conversation_id: str) -> str | None:
+        row = self.db.execute("select title from public.conversations where id = %s", (conversation_id,)).fetchone()
+        assert row is not None
+        return None if row[0] is None else str(row[0])
+
 
 class MemoryRows:
     def __init__(self, database: InMemoryDatabase) -> None:
@@ -118,6 +125,10 @@ class MemoryRows:
 
     def request_stop(self, message_id: str) -> None:
         self.database.messages[message_id].stop_requested = True
+
+    def title(self, conversation_id: str) -> str | None:
+        title = self.database.conversations[conversation_id].fields.get("title")
+        return None if title is None else str(title)
 
 
 @dataclass
@@ -464,3 +475,22 @@ def test_pending_messages_are_counted_and_a_claimed_one_is_not(subject: Subject)
     assert subject.reads.count_pending_messages() == before + 2
     claimed(subject, first)
     assert subject.reads.count_pending_messages() == before + 1
+
+
+# --- titles --------------------------------------------------------------------------------------
+
+
+def test_a_conversation_is_claimed_for_a_title_once_after_its_first_answer_and_never_retitled(
+    subject: Subject,
+) -> None:
+    message_id = subject.rows.pending_message("hello")
+    taken = claimed(subject, message_id)
+    assert subject.run(subject.replies.claim_conversation_title(taken.conversation_id)) is None  # nothing answered yet
+    subject.run(subject.replies.complete_message_for_reply(taken, REPLY))
+    request = subject.run(subject.replies.claim_conversation_title(taken.conversation_id))
+    assert request is not None and request.user_id == taken.user_id
+    assert request.messages == [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "Echo: hello"}]
+    assert subject.run(subject.replies.claim_conversation_title(taken.conversation_id)) is None  # once
+    assert subject.run(subject.replies.set_conversation_title(taken.conversation_id, ' "Greeting" ', 5)) is True
+    assert subject.run(subject.replies.set_conversation_title(taken.conversation_id, "Another", 5)) is False
+    assert subject.rows.title(taken.conversation_id) == "Greeting"

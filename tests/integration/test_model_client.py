@@ -64,6 +64,13 @@ def test_reply_and_usage(model: OpenAIChatModel, fake: RunningServer, loop: Engi
     assert (request["outcome"], request["stream"], request["max_tokens"]) == ("ok", False, 1024)
 
 
+def test_a_call_may_ask_for_its_own_max_tokens(model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop) -> None:
+    """A title asks for a few tokens (TITLE_MAX_TOKENS); a reply for REPLY_MAX_TOKENS."""
+    loop.run(model.complete(PROMPT, "title-model", 24))
+    request = requests_seen(fake)[0]
+    assert (request["outcome"], request["model"], request["max_tokens"]) == ("ok", "title-model", 24)
+
+
 def test_rate_limit_then_server_error_are_retried(model: OpenAIChatModel, fake: RunningServer, loop: EngineLoop) -> None:
     queue(fake, {"kind": "rate_limit", "retry_after": 0.05}, {"kind": "server_error"})
 

@@ -46,7 +46,7 @@ class GatedModel:
         self.called = threading.Event()  # the test's thread waits for it
         self.gate = asyncio.Event()  # the loop waits for it
 
-    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
+    async def complete(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply:
         self.called.set()
         try:
             await asyncio.wait_for(self.gate.wait(), GATE_DEADLINE_SECONDS)

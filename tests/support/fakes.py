@@ -36,6 +36,7 @@ from chat.errors import (
     CursorNotFound,
     DuplicateClientMessage,
     InvalidRequest,
+    LeafNotFound,
     MessageNotFound,
     ModelError,
 )
@@ -51,6 +52,7 @@ from chat.ports import (
     StoredReply,
     StreamingReply,
     TickAnswer,
+    TitleRequest,
     WaitingMessage,
 )
 from chat.reply_feed import ReplyFeed, feed_event_of
@@ -94,6 +96,9 @@ class Row:
     streaming: StreamingRow | None = None  # the reply row while it streams (and after, as it ended)
     stop_requested: bool = False
     inserted_at: str = field(default_factory=lambda: _now_text())  # created_at as the API shows it
+    parent_id: str | None = None  # the previous user message of its branch (place_message_in_tree)
+    edit_of: str | None = None  # the first version of the message this one edits
+    regenerates: str | None = None  # the message whose reply this one asks for again
 
 
 @dataclass
@@ -115,8 +120,9 @@ USER_MESSAGE_LENGTH = range(1, 32001)  # messages_user_content_length
 class Conversation:
     id: str
     user_id: str
-    fields: dict[str, Any] = field(default_factory=dict)
+    fields: dict[str, Any] = field(default_factory=dict)  # title, system_prompt, model as the caller set them
     created_at: str = field(default_factory=lambda: _now_text())
+    title_requested: bool = False  # title_requested_at is set: claim_conversation_title took it
 
     def row(self) -> dict[str, Any]:
         """The conversation as public.conversations holds it: every column, unset ones null."""
@@ -138,6 +144,8 @@ class InMemoryDatabase:
         self.conversations: dict[str, Conversation] = {}
         self.lock = threading.RLock()
         self._seq = itertools.count(2, 2)
+        self.tokens_per_day = 100_000  # private.effective_quota's tokens_per_day, for every user
+        self.tokens: dict[str, int] = defaultdict(int)  # chat_usage's tokens today, by user id
         # The insert trigger and pg_net: called with each user message a caller inserts.
         self.on_user_message: Callable[[str], object] | None = None
 
@@ -150,6 +158,10 @@ class InMemoryDatabase:
         """A user message as the frontend inserts it (pending), or with the columns given."""
         conversation = self.conversations[conversation_id]
         message_id = columns.pop("id", None) or str(uuid.uuid4())
+        if "parent_id" not in columns:  # continues the branch last written to, as the trigger does
+            newest = max((r for r in self.messages.values() if r.conversation_id == conversation_id),
+                         key=lambda r: r.seq, default=None)
+            columns["parent_id"] = newest.id if newest else None
         self.messages[message_id] = Row(
             message_id, conversation_id, conversation.user_id, content, self.clock(), next(self._seq), **columns
         )
@@ -280,6 +292,42 @@ class InMemoryMessageStore(Faults):
             outcome = self.db.outcome(row.id)
             assert outcome is not None
             return dataclasses.replace(outcome, next_message_id=self._next_to_answer(row.conversation_id))
+
+    async def claim_conversation_title(self, conversation_id: str) -> TitleRequest | None:
+        self._enter("claim_conversation_title")
+        with self.db.lock:
+            conversation = self.db.conversations.get(conversation_id)
+            if (conversation is None or conversation.fields.get("title") is not None or conversation.title_requested
+                    or self.db.tokens[conversation.user_id] >= self.db.tokens_per_day):
+                return None
+            turns = sorted((row for row in self.db.messages.values()
+                            if row.conversation_id == conversation_id and row.status == "done" and row.reply),
+                           key=lambda row: row.seq)
+            if not turns:
+                return None
+            conversation.title_requested = True
+            first = turns[0]
+            assert first.reply is not None
+            return TitleRequest(
+                conversation.user_id,
+                conversation.fields.get("model"),
+                [{"role": "user", "content": first.content}, {"role": "assistant", "content": first.reply.content}],
+            )
+
+    async def set_conversation_title(self, conversation_id: str, title: str, tokens: int) -> bool:
+        """As the SQL: the tokens count whatever happens; the title (one line, at most 80
+        characters, without quotes) only where none is set."""
+        self._enter("set_conversation_title")
+        with self.db.lock:
+            conversation = self.db.conversations.get(conversation_id)
+            if conversation is None:
+                return False
+            self.db.tokens[conversation.user_id] += tokens
+            cleaned = " ".join(title.split()).strip(" \"'`")[:80].rstrip()
+            if not cleaned or conversation.fields.get("title") is not None:
+                return False
+            conversation.fields["title"] = cleaned
+            return True
 
     def configure_chat_models(self, models: list[str]) -> None:
         self._enter("configure_chat_models")
@@ -475,6 +523,133 @@ class InMemoryCallerStore(Faults):
         page = items[max(end - page_size, 0):end]
         return {"messages": page, "next_before": page[0]["id"] if page and end > page_size else None}
 
+    def message_conversation(self, message_id: str) -> str | None:
+        self.check("message_conversation")
+        with self.db.lock:
+            row = self._own_message(message_id)
+            return row.conversation_id if row else None
+
+    def regenerate_message(self, message_id: str) -> str:
+        """As the SQL: a new user row with the message's content and place, `regenerates` naming
+        the first of its kind; a reply's id stands for the message it answers."""
+        self.check("regenerate_message")
+        with self.db.lock:
+            target = self._own_message(message_id)
+            if target is None:
+                raise MessageNotFound(message_id)
+            created = self.db.add_message(
+                target.conversation_id, target.content, parent_id=target.parent_id,
+                regenerates=target.regenerates or target.id, edit_of=target.edit_of,
+            )
+        return self._delivered(created)
+
+    def edit_message(self, message_id: str, content: str) -> str:
+        """As the SQL: a sibling of the version shown (a regeneration shows what it regenerates)."""
+        self.check("edit_message")
+        with self.db.lock:
+            target = self.db.messages.get(message_id)
+            if target is None or target.user_id != self.caller.user_id:
+                raise MessageNotFound(message_id)
+            shown = self.db.messages[target.regenerates] if target.regenerates else target
+            created = self.db.add_message(
+                target.conversation_id, content, parent_id=shown.parent_id, edit_of=shown.edit_of or shown.id
+            )
+        return self._delivered(created)
+
+    def conversation_branch(
+        self, conversation_id: str, leaf: str | None, before: str | None, page_size: int
+    ) -> dict[str, Any]:
+        """conversation_branch's rule: root to the newest message below `leaf` (or the newest
+        message), a regeneration shown as the message it regenerates, with the versions of each."""
+        self.check("conversation_branch")
+        with self.db.lock:
+            self._own_conversation(conversation_id)
+            rows = [r for r in self.db.messages.values() if r.conversation_id == conversation_id]
+            if leaf is not None:
+                tip = self._own_message(leaf)
+                if tip is None or tip.conversation_id != conversation_id:
+                    raise LeafNotFound(leaf)
+                tip = max((r for r in rows if tip.id in self._ancestry(r)), key=lambda r: r.seq)
+            else:
+                tip = max(rows, key=lambda r: r.seq, default=None)
+            path = list(reversed(self._ancestry(tip))) if tip else []
+            items = [item for row_id in path for item in self._turn(self.db.messages[row_id], rows)]
+            if before is not None:
+                ids = [item["id"] for item in items]
+                if before not in ids:
+                    raise CursorNotFound(before)
+                items = items[: ids.index(before)]
+            page = items[-page_size:]
+            return {"messages": page, "next_before": page[0]["id"] if len(items) > page_size else None,
+                    "leaf": tip.id if tip else None}
+
+    def search_messages(self, query: str, max_results: int) -> list[dict[str, Any]]:
+        """Every word of `query` in the text (the SQL ranks with full-text search; here, all words match)."""
+        self.check("search_messages")
+        words = query.lower().split()
+        with self.db.lock:
+            found = []
+            for row in sorted(self.db.messages.values(), key=lambda r: -r.seq):
+                if row.user_id != self.caller.user_id or not words:
+                    continue
+                texts = [(row.id, "user", row.content)] + ([(row.reply.reply_id, "assistant", row.reply.content)]
+                                                           if row.reply else [])
+                for found_id, role, text in texts:
+                    if all(word in text.lower() for word in words):
+                        conversation = self.db.conversations[row.conversation_id]
+                        found.append({"message_id": found_id, "conversation_id": row.conversation_id,
+                                      "conversation_title": conversation.fields.get("title"), "role": role,
+                                      "snippet": text[:200], "created_at": row.created_at, "rank": 0.1})
+            return found[:max_results]
+
+    def chat_quota(self) -> dict[str, Any]:
+        self.check("chat_quota")
+        with self.db.lock:
+            sent = sum(1 for row in self.db.messages.values() if row.user_id == self.caller.user_id)
+            used = self.db.tokens[self.caller.user_id]
+            return {"messages_per_day": 1000, "messages_today": sent, "messages_left_today": max(1000 - sent, 0),
+                    "tokens_per_day": self.db.tokens_per_day, "tokens_today": used,
+                    "tokens_left_today": max(self.db.tokens_per_day - used, 0)}
+
+    def _own_message(self, message_id: str) -> Row | None:
+        """The caller's user message by its id or its reply's id (a reply stands for its message)."""
+        for row in self.db.messages.values():
+            if (row.id == message_id or (row.reply and row.reply.reply_id == message_id)) \
+                    and row.user_id == self.caller.user_id:
+                return row
+        return None
+
+    def _ancestry(self, row: Row) -> list[str]:
+        """The row's id and its parents' up to the root."""
+        chain = [row.id]
+        while (parent := self.db.messages[chain[-1]].parent_id) is not None:
+            chain.append(parent)
+        return chain
+
+    def _turn(self, row: Row, rows: list[Row]) -> list[dict[str, Any]]:
+        """One user message of a branch as conversation_branch shows it, then its reply if any."""
+        shown = self.db.messages[row.regenerates] if row.regenerates else row
+        first = shown.edit_of or shown.id
+        versions = sorted((r for r in rows if (r.id == first or r.edit_of == first) and r.regenerates is None),
+                          key=lambda r: r.seq)
+        replies = sorted((r for r in rows if r.id == shown.id or r.regenerates == shown.id), key=lambda r: r.seq)
+        user = {
+            "id": shown.id, "role": "user", "content": shown.content, "status": shown.status, "error": shown.error,
+            "reply_to": None, "parent_id": shown.parent_id, "edit_of": shown.edit_of, "regenerates": shown.regenerates,
+            "versions": {"index": versions.index(shown), "count": len(versions), "ids": [r.id for r in versions]},
+            "reply_versions": {"index": replies.index(row), "count": len(replies), "ids": [r.id for r in replies],
+                               "status": row.status, "error": row.error},
+        }
+        if row.reply is None:
+            return [user]
+        return [user, {"id": row.reply.reply_id, "role": "assistant", "content": row.reply.content,
+                       "status": row.status, "error": row.error, "reply_to": row.id, "parent_id": row.id}]
+
+    def _delivered(self, message_id: str) -> str:
+        if self.db.on_user_message is not None:
+            self.db.on_user_message(message_id)
+        return message_id
+
     def create_conversation(self, fields: dict[str, Any]) -> dict[str, Any]:
         self.check("create_conversation")
         with self.db.lock:
@@ -570,12 +745,15 @@ class ScriptedModel:
     """chat.ports.StreamingChatModel answering "Echo: <last message>", or raising what the test
     queued. Streamed, the reply comes word by word (each word with the space before it).
     `gate`, when set, holds every call until the test releases it (a generation in progress);
-    `gate_between_pieces` holds each piece after the first (a reply mid-stream)."""
+    `gate_between_pieces` holds each piece after the first (a reply mid-stream); `gates` holds
+    the calls for one model only. `calls` records each call's (model, max_tokens)."""
 
     def __init__(self) -> None:
         self.script: deque[ModelReply | BrokeOff | BaseException] = deque()
         self.prompts: list[list[dict[str, str]]] = []
+        self.calls: list[tuple[str, int | None]] = []
         self.gate: threading.Event | None = None
+        self.gates: dict[str, threading.Event] = {}
         self.gate_between_pieces: threading.Event | None = None
         self.streams: list[ScriptedStream] = []
         self.down: Exception | None = None  # what the readiness probe raises while set
@@ -584,8 +762,8 @@ class ScriptedModel:
         if self.down is not None:
             raise self.down
 
-    async def complete(self, messages: list[dict[str, str]], model: str) -> ModelReply:
-        step = await self._next(messages, model)
+    async def complete(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply:
+        step = await self._next(messages, model, max_tokens)
         if isinstance(step, BrokeOff):
             raise step.error
         return step
@@ -599,10 +777,12 @@ class ScriptedModel:
         self.streams.append(stream)
         return stream
 
-    async def _next(self, messages: list[dict[str, str]], model: str) -> ModelReply | BrokeOff:
+    async def _next(self, messages: list[dict[str, str]], model: str, max_tokens: int | None = None) -> ModelReply | BrokeOff:
         self.prompts.append(messages)
-        if self.gate is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self.gate.wait, 10)
+        self.calls.append((model, max_tokens))
+        for gate in (self.gate, self.gates.get(model)):
+            if gate is not None:
+                await asyncio.get_running_loop().run_in_executor(None, gate.wait, 10)
         step = self.script.popleft() if self.script else None
         if isinstance(step, BaseException):
             raise step

@@ -47,6 +47,9 @@ def unit_settings(**overrides: Any) -> Settings:
         "chat_poll_interval_seconds": 0.01,
         "redrive_interval_seconds": 0,
         "ready_cache_seconds": 0,
+        # Off unless a test turns them on (tests/unit/test_titles.py): each title is one more model
+        # call, which would take a step of a test's script or wait at its gate.
+        "generate_titles": False,
         **overrides,
     })
 

@@ -26,6 +26,9 @@ SERVICE_TEST_SETTINGS = {
     "GUNICORN_THREADS": "8",
     "CONTEXT_TOKEN_BUDGET": "6000",
     "CHAT_REPLY_TIMEOUT_SECONDS": "8",
+    # Off unless a test turns them on (tests/e2e/test_api_branches.py): a title is one more model
+    # call, which tests counting the model's requests as generations would count.
+    "GENERATE_TITLES": "false",
 }
 
 

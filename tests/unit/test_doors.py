@@ -10,44 +10,14 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import jwt
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
-from chat.caller import Caller
 from chat.errors import ModelRejected, RateLimited, StoreRejected, StoreUnavailable
 from chat.service import Delivery
-from http_common.service import chat_service
 from tests.support.deliveries import message_event, signed_headers
-from tests.support.fakes import InMemoryCallerStore
-from tests.support.in_process import LEGACY_JWT_SECRET, SUPABASE_URL, WEBHOOK_SECRET, FakeChat, fake_chat, unit_settings
+from tests.support.doors import Doors, error, token
+from tests.support.in_process import WEBHOOK_SECRET, FakeChat
 from tests.support.polling import wait_until
-
-USER_ID = str(uuid.uuid4())
-
-
-def token(user_id: str = USER_ID, **changes: Any) -> str:
-    now = int(time.time())
-    claims = {"sub": user_id, "role": "authenticated", "aud": "authenticated", "iss": f"{SUPABASE_URL}/auth/v1",
-              "exp": now + 600, **changes}
-    return jwt.encode(claims, LEGACY_JWT_SECRET, algorithm="HS256")
-
-
-class Doors:
-    """The app on fakes, one conversation of the caller's, and requests as the caller."""
-
-    def __init__(self, **settings: Any) -> None:
-        self.chat: FakeChat = fake_chat(unit_settings(**settings))
-        self.app: Flask = self.chat.app(unit_settings(**settings))
-        self.client: FlaskClient = self.app.test_client()
-        self.conversation_id = self.chat.database.add_conversation(USER_ID)
-        self.auth = {"Authorization": f"Bearer {token()}"}
-
-    def callers_store(self) -> InMemoryCallerStore:
-        store = chat_service(self.app).caller_store(Caller(USER_ID, token()))
-        assert isinstance(store, InMemoryCallerStore)
-        return store
 
 
 @pytest.fixture
@@ -55,10 +25,6 @@ def doors() -> Iterator[Doors]:
     running = Doors()
     yield running
     running.chat.service.close()
-
-
-def error(response: Any) -> tuple[int, str]:
-    return response.status_code, response.get_json()["error"]["code"]
 
 
 # ----------------------------------------------------------------------------- the REST door

@@ -17,7 +17,7 @@ from adapters.message_store import service_client
 from adapters.postgrest_errors import store_error
 from adapters.reply_store import PostgrestReplyStore
 from chat.errors import ClaimSuperseded, StoreRejected, StoreUnavailable
-from chat.ports import ClaimedMessage, ModelReply
+from chat.ports import ClaimedMessage, ModelReply, TitleRequest
 
 URL, KEY = "http://supabase.test", "service-role-key"
 CLAIM = ClaimedMessage("m-1", "c-1", "u-1", 1, "t-1", "2026-12-06T00:00:00Z", None, None, [])
@@ -177,3 +177,17 @@ def test_the_request_is_the_one_supabase_py_sends() -> None:
     wanted = {name: theirs.headers[name] for name in ("apikey", "authorization", "accept-profile", "content-profile")}
     assert {name.lower(): value for name, value in ours["headers"].items()} == wanted
     assert ours["timeout"] == aiohttp.ClientTimeout(total=10.0)
+
+
+def test_title_calls_send_the_sql_functions_arguments_and_read_their_answers() -> None:
+    claimed = {"user_id": "u-1", "model": None, "messages": [{"role": "user", "content": "hi"}]}
+    replies, session = store((200, json.dumps(claimed).encode()), (200, b"null"), (200, b"true"))
+    request = asyncio.run(replies.claim_conversation_title("c-1"))
+    assert request == TitleRequest("u-1", None, [{"role": "user", "content": "hi"}])
+    assert asyncio.run(replies.claim_conversation_title("c-1")) is None  # nothing to title
+    assert asyncio.run(replies.set_conversation_title("c-1", "Greetings", 42)) is True
+    assert [(r["url"].rsplit("/", 1)[1], r["json"]) for r in session.requests] == [
+        ("claim_conversation_title", {"conversation_id": "c-1"}),
+        ("claim_conversation_title", {"conversation_id": "c-1"}),
+        ("set_conversation_title", {"conversation_id": "c-1", "title": "Greetings", "tokens": 42}),
+    ]
