@@ -526,7 +526,7 @@ class InMemoryCallerStore(Faults):
     def message_conversation(self, message_id: str) -> str | None:
         self.check("message_conversation")
         with self.db.lock:
-            row = self._own_message(message_id)
+            row = self._own_message_or_its_replys(message_id)
             return row.conversation_id if row else None
 
     def regenerate_message(self, message_id: str) -> str:
@@ -534,7 +534,7 @@ class InMemoryCallerStore(Faults):
         the first of its kind; a reply's id stands for the message it answers."""
         self.check("regenerate_message")
         with self.db.lock:
-            target = self._own_message(message_id)
+            target = self._own_message_or_its_replys(message_id)
             if target is None:
                 raise MessageNotFound(message_id)
             created = self.db.add_message(
@@ -566,7 +566,7 @@ class InMemoryCallerStore(Faults):
             self._own_conversation(conversation_id)
             rows = [r for r in self.db.messages.values() if r.conversation_id == conversation_id]
             if leaf is not None:
-                tip = self._own_message(leaf)
+                tip = self._own_message_or_its_replys(leaf)
                 if tip is None or tip.conversation_id != conversation_id:
                     raise LeafNotFound(leaf)
                 tip = max((r for r in rows if tip.id in self._ancestry(r)), key=lambda r: r.seq)
@@ -611,7 +611,7 @@ class InMemoryCallerStore(Faults):
                     "tokens_per_day": self.db.tokens_per_day, "tokens_today": used,
                     "tokens_left_today": max(self.db.tokens_per_day - used, 0)}
 
-    def _own_message(self, message_id: str) -> Row | None:
+    def _own_message_or_its_replys(self, message_id: str) -> Row | None:
         """The caller's user message by its id or its reply's id (a reply stands for its message)."""
         for row in self.db.messages.values():
             if (row.id == message_id or (row.reply and row.reply.reply_id == message_id)) \

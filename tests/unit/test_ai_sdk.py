@@ -28,7 +28,7 @@ from api.ui_message_stream import RESTARTED, encode, ui_message_parts
 from chat.errors import ModelRejected, RateLimited, StoreRejected, StoreUnavailable
 from chat.waiting.direct_stream import StreamEvent
 from tests.support.ai_sdk import sdk_body, ui_parts
-from tests.unit.test_doors import Doors
+from tests.support.doors import Doors
 
 CONVERSATION = str(uuid.uuid4())
 

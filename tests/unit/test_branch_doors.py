@@ -193,7 +193,8 @@ def test_edit_answers_on_a_new_branch_and_history_follows_either_leaf(doors: Doo
     assert old_branch["leaf"] == second["message_id"]
 
     whole = doors.client.get(history, headers=doors.auth).get_json()  # no leaf: the whole log, as before
-    assert "leaf" not in whole and [m["content"] for m in whole["messages"]] == ["one", "two", "uno"]
+    assert "leaf" not in whole
+    assert [m["content"] for m in whole["messages"]] == ["one", "Echo: one", "two", "Echo: two", "uno", "Echo: uno"]
 
 
 @pytest.mark.parametrize(

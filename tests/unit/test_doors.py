@@ -15,7 +15,7 @@ import pytest
 from chat.errors import ModelRejected, RateLimited, StoreRejected, StoreUnavailable
 from chat.service import Delivery
 from tests.support.deliveries import message_event, signed_headers
-from tests.support.doors import Doors, error, token
+from tests.support.doors import USER_ID, Doors, error, token
 from tests.support.in_process import WEBHOOK_SECRET, FakeChat
 from tests.support.polling import wait_until
 

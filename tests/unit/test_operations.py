@@ -24,11 +24,11 @@ from chat.errors import ModelRejected, RateLimited, StoreUnavailable
 from chat.readiness import Readiness
 from http_common.service import chat_service
 from tests.support.deliveries import message_event, signed_headers
+from tests.support.doors import USER_ID, token
 from tests.support.fakes import InMemoryCallerStore
 from tests.support.in_process import WEBHOOK_SECRET, FakeChat, fake_chat, unit_settings
 from tests.support.metrics import METRICS_TOKEN, SCRAPE_HEADERS, key, moved, parse
 from tests.support.polling import wait_until
-from tests.unit.test_doors import USER_ID, token
 
 
 class Operated:
