@@ -365,6 +365,79 @@ $$;
 ALTER FUNCTION private.number_message() OWNER TO postgres;
 
 --
+-- Name: place_message_in_tree(); Type: FUNCTION; Schema: private; Owner: postgres
+--
+
+CREATE FUNCTION private.place_message_in_tree() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  target public.messages;
+  shown public.messages;
+  newest public.messages;
+  pointer text;
+  pointed uuid;
+begin
+  if new.role <> 'user' then
+    if new.edit_of is not null or new.regenerates is not null then
+      raise exception 'only a user message can edit a message or regenerate a reply' using errcode = '22023';
+    end if;
+    new.parent_id := new.reply_to;
+    return new;
+  end if;
+  if new.edit_of is not null and new.regenerates is not null then
+    raise exception 'a message edits a message or regenerates a reply, not both' using errcode = '22023';
+  end if;
+
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended('messages:' || new.conversation_id::text, 0));
+
+  pointer := case when new.regenerates is not null then 'regenerates'
+                  when new.edit_of is not null then 'edit_of'
+                  when new.parent_id is not null then 'parent_id' end;
+  pointed := coalesce(new.regenerates, new.edit_of, new.parent_id);
+  if pointed is not null then
+    select * into target from public.messages m
+     where m.id = pointed and m.role = 'user'
+       and m.conversation_id = new.conversation_id and m.user_id = new.user_id;
+    if not found then
+      raise exception '% must name a user message of the same conversation', pointer
+        using errcode = '22023', hint = 'Pass the id of one of your messages in this conversation.';
+    end if;
+  end if;
+
+  if new.regenerates is not null then
+    new.regenerates := coalesce(target.regenerates, target.id);
+    new.content := target.content;
+    new.parent_id := target.parent_id;
+    new.edit_of := target.edit_of;
+  elsif new.edit_of is not null then
+    if target.regenerates is not null then
+      select * into shown from public.messages m where m.id = target.regenerates;
+    else
+      shown := target;
+    end if;
+    new.edit_of := coalesce(shown.edit_of, shown.id);
+    new.parent_id := shown.parent_id;
+  end if;
+
+  select * into newest from public.messages m
+   where m.conversation_id = new.conversation_id and m.role = 'user'
+   order by m.seq desc
+   limit 1;
+  if pointer is null then
+    new.parent_id := newest.id;
+  end if;
+  if newest.seq > new.seq then
+    new.seq := pg_catalog.nextval('private.message_seq');
+  end if;
+  return new;
+end
+$$;
+
+ALTER FUNCTION private.place_message_in_tree() OWNER TO postgres;
+
+--
 -- Name: queue_message_webhook(); Type: FUNCTION; Schema: private; Owner: postgres
 --
 
@@ -625,6 +698,46 @@ $$;
 ALTER FUNCTION public.checkpoint_reply(message_id uuid, claim_token uuid, content text) OWNER TO postgres;
 
 --
+-- Name: claim_conversation_title(uuid); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.claim_conversation_title(conversation_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  claimed public.conversations;
+  first_turn jsonb;
+begin
+  update public.conversations c
+     set title_requested_at = now()
+   where c.id = claim_conversation_title.conversation_id
+     and c.title is null
+     and c.title_requested_at is null
+     and exists (select 1 from public.messages r
+                  where r.conversation_id = c.id and r.role = 'assistant' and r.status = 'done')
+     and coalesce((select u.tokens from public.chat_usage u
+                    where u.user_id = c.user_id and u.day = (now() at time zone 'UTC')::date), 0)
+         < (private.effective_quota(c.user_id)).tokens_per_day
+  returning * into claimed;
+  if not found then
+    return null;
+  end if;
+  select jsonb_build_array(jsonb_build_object('role', 'user', 'content', m.content),
+                           jsonb_build_object('role', 'assistant', 'content', r.content))
+    into first_turn
+    from public.messages m
+    join public.messages r on r.reply_to = m.id and r.status = 'done'
+   where m.conversation_id = claimed.id and m.role = 'user'
+   order by m.seq
+   limit 1;
+  return jsonb_build_object('user_id', claimed.user_id, 'model', claimed.model, 'messages', first_turn);
+end
+$$;
+
+ALTER FUNCTION public.claim_conversation_title(conversation_id uuid) OWNER TO postgres;
+
+--
 -- Name: claim_message(uuid, integer, integer, uuid); Type: FUNCTION; Schema: public; Owner: postgres
 --
 
@@ -805,6 +918,128 @@ $$;
 ALTER FUNCTION public.configure_chat_models(models text[]) OWNER TO postgres;
 
 --
+-- Name: conversation_branch(uuid, uuid, uuid, integer); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.conversation_branch(conversation_id uuid, leaf uuid DEFAULT NULL::uuid, before uuid DEFAULT NULL::uuid, page_size integer DEFAULT 50) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO ''
+    AS $$
+declare
+  tip public.messages;
+  cursor_row public.messages;
+  start_id uuid;
+  skip_reply boolean := false;
+  page jsonb;
+  has_more boolean;
+begin
+  if not exists (select 1 from public.conversations c where c.id = conversation_branch.conversation_id) then
+    return null;
+  end if;
+  if conversation_branch.leaf is not null then
+    select * into tip from public.messages m
+     where m.conversation_id = conversation_branch.conversation_id
+       and m.id = (select coalesce(l.reply_to, l.id) from public.messages l where l.id = conversation_branch.leaf);
+    if not found then
+      raise sqlstate 'PGRST' using
+        message = '{"code": "leaf_not_found", "message": "The leaf names no message of this conversation.", "hint": "Pass the id of a message of this conversation, or no leaf for its newest branch."}',
+        detail = '{"status": 404, "headers": {}}';
+    end if;
+    with recursive below as (
+      select tip.id as id, tip.seq as seq
+      union all
+      select c.id, c.seq from below b join public.messages c on c.parent_id = b.id and c.role = 'user'
+    )
+    select m.* into tip from below b join public.messages m on m.id = b.id order by b.seq desc limit 1;
+  else
+    select * into tip from public.messages m
+     where m.conversation_id = conversation_branch.conversation_id and m.role = 'user'
+     order by m.seq desc
+     limit 1;
+  end if;
+  start_id := tip.id;
+
+  if before is not null then
+    select * into cursor_row from public.messages m
+     where m.id = conversation_branch.before and m.conversation_id = conversation_branch.conversation_id;
+    if not found then
+      raise sqlstate 'PGRST' using
+        message = '{"code": "cursor_not_found", "message": "The before cursor names no message of this conversation.", "hint": "Pass the next_before of a previous page, or start again without it."}',
+        detail = '{"status": 404, "headers": {}}';
+    end if;
+    if cursor_row.role = 'assistant' then
+      start_id := cursor_row.reply_to;
+      skip_reply := true;
+    else
+      start_id := cursor_row.parent_id;
+    end if;
+  end if;
+
+  -- Plain columns of materialized CTEs to join on: under row-level security an index serves only
+  -- a leakproof condition, and coalesce(...) = id does not count as one.
+  with recursive turns as (
+    select m.id, m.parent_id, coalesce(m.regenerates, m.id) as shown_id, m.status, m.error, 1 as depth
+      from public.messages m where m.id = start_id
+    union all
+    select p.id, p.parent_id, coalesce(p.regenerates, p.id), p.status, p.error, t.depth + 1
+      from turns t
+      join public.messages p on p.id = t.parent_id
+     where t.depth <= page_size
+  ),
+  shown as materialized (
+    select t.depth, t.id as turn_id, t.status as turn_status, t.error as turn_error, s.id, s.role, s.content,
+           s.status, s.error, s.reply_to, s.created_at, s.seq, s.parent_id, s.edit_of, s.regenerates,
+           coalesce(s.edit_of, s.id) as root
+      from turns t
+      join public.messages s on s.id = t.shown_id
+  ),
+  items as (
+    select t.depth, 0 as part,
+           jsonb_build_object('id', r.id, 'role', r.role, 'content', r.content, 'status', r.status, 'error', r.error,
+                              'reply_to', r.reply_to, 'created_at', r.created_at, 'seq', r.seq) as item
+      from turns t
+      join public.messages r on r.reply_to = t.id
+     where not (skip_reply and t.id = start_id)
+    union all
+    select s.depth, 1,
+           jsonb_build_object('id', s.id, 'role', s.role, 'content', s.content, 'status', s.status, 'error', s.error,
+                              'reply_to', s.reply_to, 'created_at', s.created_at, 'seq', s.seq,
+                              'parent_id', s.parent_id, 'edit_of', s.edit_of, 'regenerates', s.regenerates,
+                              'versions', v.versions,
+                              'reply_versions', rv.versions || jsonb_build_object('status', s.turn_status,
+                                                                                  'error', s.turn_error))
+      from shown s
+      cross join lateral (
+        select jsonb_build_object('index', array_position(array_agg(e.id order by e.seq), s.id) - 1,
+                                  'count', count(*), 'ids', jsonb_agg(e.id order by e.seq)) as versions
+          from public.messages e
+         where (e.id = s.root or e.edit_of = s.root) and e.regenerates is null
+      ) v
+      cross join lateral (
+        select jsonb_build_object('index', array_position(array_agg(g.id order by g.seq), s.turn_id) - 1,
+                                  'count', count(*), 'ids', jsonb_agg(g.id order by g.seq)) as versions
+          from public.messages g
+         where g.id = s.id or g.regenerates = s.id
+      ) rv
+  ),
+  newest as (
+    select i.item, row_number() over (order by i.depth, i.part) as rn from items i
+  )
+  select coalesce(jsonb_agg(n.item order by n.rn desc) filter (where n.rn <= page_size), '[]'::jsonb),
+         count(*) > page_size
+    into page, has_more
+    from newest n;
+  return jsonb_build_object(
+    'messages', page,
+    'next_before', case when has_more then page -> 0 ->> 'id' end,
+    'leaf', tip.id
+  );
+end
+$$;
+
+ALTER FUNCTION public.conversation_branch(conversation_id uuid, leaf uuid, before uuid, page_size integer) OWNER TO postgres;
+
+--
 -- Name: conversation_history(uuid, uuid, integer); Type: FUNCTION; Schema: public; Owner: postgres
 --
 
@@ -849,6 +1084,32 @@ end
 $$;
 
 ALTER FUNCTION public.conversation_history(conversation_id uuid, before uuid, page_size integer) OWNER TO postgres;
+
+--
+-- Name: edit_message(uuid, text); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.edit_message(message_id uuid, content text) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  target public.messages;
+  created uuid;
+begin
+  select * into target from public.messages m where m.id = edit_message.message_id and m.role = 'user';
+  if not found then
+    raise sqlstate 'PGRST' using
+      message = '{"code": "message_not_found", "message": "No message of yours has this id."}',
+      detail = '{"status": 404, "headers": {}}';
+  end if;
+  insert into public.messages (conversation_id, edit_of, content) values (target.conversation_id, target.id, edit_message.content)
+  returning id into created;
+  return created;
+end
+$$;
+
+ALTER FUNCTION public.edit_message(message_id uuid, content text) OWNER TO postgres;
 
 --
 -- Name: fail_message(uuid, uuid, text); Type: FUNCTION; Schema: public; Owner: postgres
@@ -897,14 +1158,28 @@ begin
     return '[]'::jsonb;
   end if;
   return (
-    with recent as (
+    with recursive path as (
+      select target.id as id, target.parent_id as parent_id, 1::bigint as offered
+      union all
+      select p.id, p.parent_id,
+             t.offered + (p.status <> 'failed')::int + (select count(*) from public.messages r where r.reply_to = p.id)
+        from path t
+        join public.messages p on p.id = t.parent_id
+       where t.offered < max_messages
+    ),
+    turns as (
       select m.id, m.role, m.content, m.seq
-        from public.messages m
-       where m.conversation_id = target.conversation_id
-         and m.seq <= target.seq
-         and (m.role = 'assistant' or m.status <> 'failed' or m.id = target.id)
-       order by m.seq desc
-       limit max_messages
+        from path t
+        join public.messages m on m.id = t.id
+       where m.status <> 'failed' or m.id = target.id
+      union all
+      select r.id, r.role, r.content, r.seq
+        from path t
+        join public.messages r on r.reply_to = t.id
+       where t.id <> target.id and r.id <> target.id
+    ),
+    recent as (
+      select * from turns order by seq desc limit max_messages
     ),
     costed as (
       select r.*, sum(char_length(r.content) / 4 + 4) over (order by r.seq desc rows unbounded preceding) as running_tokens
@@ -1098,6 +1373,34 @@ $$;
 ALTER FUNCTION public.next_message_to_answer(conversation_id uuid) OWNER TO postgres;
 
 --
+-- Name: regenerate_message(uuid); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.regenerate_message(message_id uuid) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO ''
+    AS $$
+declare
+  target public.messages;
+  created uuid;
+begin
+  -- A reply's id stands for the message it answers.
+  select * into target from public.messages m
+   where m.id = (select coalesce(r.reply_to, r.id) from public.messages r where r.id = regenerate_message.message_id);
+  if not found then
+    raise sqlstate 'PGRST' using
+      message = '{"code": "message_not_found", "message": "No message of yours has this id."}',
+      detail = '{"status": 404, "headers": {}}';
+  end if;
+  insert into public.messages (conversation_id, regenerates) values (target.conversation_id, target.id)
+  returning id into created;
+  return created;
+end
+$$;
+
+ALTER FUNCTION public.regenerate_message(message_id uuid) OWNER TO postgres;
+
+--
 -- Name: release_message(uuid, uuid); Type: FUNCTION; Schema: public; Owner: postgres
 --
 
@@ -1201,6 +1504,88 @@ end
 $$;
 
 ALTER FUNCTION public.reply_tick(checkpoints jsonb, streaming uuid[], lease_seconds integer) OWNER TO postgres;
+
+--
+-- Name: search_messages(text, integer); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.search_messages(query text, max_results integer DEFAULT 20) RETURNS TABLE(message_id uuid, conversation_id uuid, conversation_title text, role text, snippet text, created_at timestamp with time zone, rank real)
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+#variable_conflict use_column
+declare
+  who uuid := auth.uid();
+  wanted tsquery;
+begin
+  if max_results is null or max_results not between 1 and 100 then
+    raise exception 'search_messages: max_results must be between 1 and 100, not %', max_results
+      using errcode = '22023';
+  end if;
+  if who is null or query is null or pg_catalog.btrim(query) = '' then
+    return;
+  end if;
+  wanted := pg_catalog.websearch_to_tsquery('simple', query);
+  if pg_catalog.numnode(wanted) = 0 then
+    return;
+  end if;
+  return query
+    select found.id, found.conversation_id, c.title, found.role,
+           pg_catalog.ts_headline('simple', found.content, wanted,
+                                  'StartSel=«, StopSel=», MaxWords=30, MinWords=10, MaxFragments=2, FragmentDelimiter=" … "'),
+           found.created_at, found.rank
+      from (select recent.*, pg_catalog.ts_rank(to_tsvector('simple', recent.content), wanted) as rank
+              from (select m.id, m.conversation_id, m.role, m.content, m.created_at
+                      from public.messages m
+                     where m.user_id = who
+                       and to_tsvector('simple', m.content) @@ wanted
+                     order by m.created_at desc
+                     limit 500) recent
+             order by rank desc, recent.created_at desc
+             limit max_results) found
+      join public.conversations c on c.id = found.conversation_id and c.user_id = who
+     order by found.rank desc, found.created_at desc;
+end
+$$;
+
+ALTER FUNCTION public.search_messages(query text, max_results integer) OWNER TO postgres;
+
+--
+-- Name: set_conversation_title(uuid, text, integer); Type: FUNCTION; Schema: public; Owner: postgres
+--
+
+CREATE FUNCTION public.set_conversation_title(conversation_id uuid, title text, tokens integer) RETURNS boolean
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO ''
+    AS $$
+declare
+  owner_id uuid;
+  cleaned text;
+begin
+  if set_conversation_title.tokens < 0 then
+    raise exception 'set_conversation_title: tokens must not be negative, not %', set_conversation_title.tokens
+      using errcode = '22023';
+  end if;
+  select c.user_id into owner_id from public.conversations c where c.id = set_conversation_title.conversation_id;
+  if not found then
+    return false;
+  end if;
+  if coalesce(set_conversation_title.tokens, 0) > 0 then
+    perform private.add_reply_tokens(owner_id, set_conversation_title.tokens);
+  end if;
+  cleaned := pg_catalog.btrim(pg_catalog.regexp_replace(coalesce(set_conversation_title.title, ''), '\s+', ' ', 'g'),
+                              ' "''`');
+  cleaned := pg_catalog.rtrim(left(cleaned, 80));
+  if cleaned = '' then
+    return false;
+  end if;
+  update public.conversations c set title = cleaned
+   where c.id = set_conversation_title.conversation_id and c.title is null;
+  return found;
+end
+$$;
+
+ALTER FUNCTION public.set_conversation_title(conversation_id uuid, title text, tokens integer) OWNER TO postgres;
 
 --
 -- Name: settled_messages(uuid[]); Type: FUNCTION; Schema: public; Owner: postgres
@@ -1396,10 +1781,17 @@ CREATE TABLE public.conversations (
     system_prompt text,
     model text,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    title_requested_at timestamp with time zone
 );
 
 ALTER TABLE public.conversations OWNER TO postgres;
+
+--
+-- Name: COLUMN conversations.title_requested_at; Type: COMMENT; Schema: public; Owner: postgres
+--
+
+COMMENT ON COLUMN public.conversations.title_requested_at IS 'When the service asked the model for a title (at most once per conversation).';
 
 --
 -- Name: messages; Type: TABLE; Schema: public; Owner: postgres
@@ -1426,6 +1818,9 @@ CREATE TABLE public.messages (
     seq bigint DEFAULT nextval('private.message_seq'::regclass) NOT NULL,
     attempt integer,
     stop_requested_at timestamp with time zone,
+    parent_id uuid,
+    edit_of uuid,
+    regenerates uuid,
     CONSTRAINT messages_assistant_answers_something CHECK (((role <> 'assistant'::text) OR (reply_to IS NOT NULL))),
     CONSTRAINT messages_role_check CHECK ((role = ANY (ARRAY['user'::text, 'assistant'::text]))),
     CONSTRAINT messages_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'processing'::text, 'streaming'::text, 'done'::text, 'failed'::text, 'stopped'::text]))),
@@ -1476,6 +1871,24 @@ COMMENT ON COLUMN public.messages.attempt IS 'Assistant rows: the attempt of the
 --
 
 COMMENT ON COLUMN public.messages.stop_requested_at IS 'User messages: when the owner asked to stop the reply. The service polls for these (one query per process per interval) and closes the model''s stream.';
+
+--
+-- Name: COLUMN messages.parent_id; Type: COMMENT; Schema: public; Owner: postgres
+--
+
+COMMENT ON COLUMN public.messages.parent_id IS 'User rows: the previous user message of this branch (null for a branch''s first message). Assistant rows: the message answered (reply_to). Set by the database when not given.';
+
+--
+-- Name: COLUMN messages.edit_of; Type: COMMENT; Schema: public; Owner: postgres
+--
+
+COMMENT ON COLUMN public.messages.edit_of IS 'User rows: the first version of the message this one is an edited version of.';
+
+--
+-- Name: COLUMN messages.regenerates; Type: COMMENT; Schema: public; Owner: postgres
+--
+
+COMMENT ON COLUMN public.messages.regenerates IS 'User rows: the message whose reply this one asks for again (its content and place are copied).';
 
 --
 -- Name: chat_models chat_models_pkey; Type: CONSTRAINT; Schema: private; Owner: postgres
@@ -1553,10 +1966,34 @@ CREATE INDEX conversations_user_recent_idx ON public.conversations USING btree (
 CREATE UNIQUE INDEX messages_client_message_id_idx ON public.messages USING btree (user_id, client_message_id) WHERE (client_message_id IS NOT NULL);
 
 --
+-- Name: messages_content_search_idx; Type: INDEX; Schema: public; Owner: postgres
+--
+
+CREATE INDEX messages_content_search_idx ON public.messages USING gin (to_tsvector('simple'::regconfig, content));
+
+--
 -- Name: messages_conversation_seq_idx; Type: INDEX; Schema: public; Owner: postgres
 --
 
 CREATE UNIQUE INDEX messages_conversation_seq_idx ON public.messages USING btree (conversation_id, seq);
+
+--
+-- Name: messages_edit_of_idx; Type: INDEX; Schema: public; Owner: postgres
+--
+
+CREATE INDEX messages_edit_of_idx ON public.messages USING btree (edit_of) WHERE (edit_of IS NOT NULL);
+
+--
+-- Name: messages_parent_idx; Type: INDEX; Schema: public; Owner: postgres
+--
+
+CREATE INDEX messages_parent_idx ON public.messages USING btree (parent_id);
+
+--
+-- Name: messages_regenerates_idx; Type: INDEX; Schema: public; Owner: postgres
+--
+
+CREATE INDEX messages_regenerates_idx ON public.messages USING btree (regenerates) WHERE (regenerates IS NOT NULL);
 
 --
 -- Name: messages_unanswered_idx; Type: INDEX; Schema: public; Owner: postgres
@@ -1613,6 +2050,12 @@ CREATE TRIGGER messages_count_user_messages AFTER INSERT ON public.messages REFE
 CREATE TRIGGER messages_number_message BEFORE INSERT ON public.messages FOR EACH ROW EXECUTE FUNCTION private.number_message();
 
 --
+-- Name: messages messages_place_in_tree; Type: TRIGGER; Schema: public; Owner: postgres
+--
+
+CREATE TRIGGER messages_place_in_tree BEFORE INSERT ON public.messages FOR EACH ROW EXECUTE FUNCTION private.place_message_in_tree();
+
+--
 -- Name: messages messages_queue_webhook; Type: TRIGGER; Schema: public; Owner: postgres
 --
 
@@ -1664,6 +2107,27 @@ ALTER TABLE ONLY public.conversations
 
 ALTER TABLE ONLY public.messages
     ADD CONSTRAINT messages_conversation_id_fkey FOREIGN KEY (conversation_id) REFERENCES public.conversations(id) ON DELETE CASCADE;
+
+--
+-- Name: messages messages_edit_of_fkey; Type: FK CONSTRAINT; Schema: public; Owner: postgres
+--
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_edit_of_fkey FOREIGN KEY (edit_of) REFERENCES public.messages(id) ON DELETE SET NULL;
+
+--
+-- Name: messages messages_parent_id_fkey; Type: FK CONSTRAINT; Schema: public; Owner: postgres
+--
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_parent_id_fkey FOREIGN KEY (parent_id) REFERENCES public.messages(id) ON DELETE CASCADE;
+
+--
+-- Name: messages messages_regenerates_fkey; Type: FK CONSTRAINT; Schema: public; Owner: postgres
+--
+
+ALTER TABLE ONLY public.messages
+    ADD CONSTRAINT messages_regenerates_fkey FOREIGN KEY (regenerates) REFERENCES public.messages(id) ON DELETE SET NULL;
 
 --
 -- Name: messages messages_reply_to_fkey; Type: FK CONSTRAINT; Schema: public; Owner: postgres
@@ -1827,6 +2291,12 @@ REVOKE ALL ON FUNCTION private.hmac_sha256(key bytea, message bytea) FROM PUBLIC
 REVOKE ALL ON FUNCTION private.number_message() FROM PUBLIC;
 
 --
+-- Name: FUNCTION place_message_in_tree(); Type: ACL; Schema: private; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION private.place_message_in_tree() FROM PUBLIC;
+
+--
 -- Name: FUNCTION queue_message_webhook(); Type: ACL; Schema: private; Owner: postgres
 --
 
@@ -1893,6 +2363,13 @@ REVOKE ALL ON FUNCTION public.checkpoint_reply(message_id uuid, claim_token uuid
 GRANT ALL ON FUNCTION public.checkpoint_reply(message_id uuid, claim_token uuid, content text) TO service_role;
 
 --
+-- Name: FUNCTION claim_conversation_title(conversation_id uuid); Type: ACL; Schema: public; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION public.claim_conversation_title(conversation_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.claim_conversation_title(conversation_id uuid) TO service_role;
+
+--
 -- Name: FUNCTION claim_message(message_id uuid, lease_seconds integer, max_attempts integer, claim_token uuid); Type: ACL; Schema: public; Owner: postgres
 --
 
@@ -1921,12 +2398,28 @@ REVOKE ALL ON FUNCTION public.configure_chat_models(models text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.configure_chat_models(models text[]) TO service_role;
 
 --
+-- Name: FUNCTION conversation_branch(conversation_id uuid, leaf uuid, before uuid, page_size integer); Type: ACL; Schema: public; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION public.conversation_branch(conversation_id uuid, leaf uuid, before uuid, page_size integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.conversation_branch(conversation_id uuid, leaf uuid, before uuid, page_size integer) TO service_role;
+GRANT ALL ON FUNCTION public.conversation_branch(conversation_id uuid, leaf uuid, before uuid, page_size integer) TO authenticated;
+
+--
 -- Name: FUNCTION conversation_history(conversation_id uuid, before uuid, page_size integer); Type: ACL; Schema: public; Owner: postgres
 --
 
 REVOKE ALL ON FUNCTION public.conversation_history(conversation_id uuid, before uuid, page_size integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.conversation_history(conversation_id uuid, before uuid, page_size integer) TO service_role;
 GRANT ALL ON FUNCTION public.conversation_history(conversation_id uuid, before uuid, page_size integer) TO authenticated;
+
+--
+-- Name: FUNCTION edit_message(message_id uuid, content text); Type: ACL; Schema: public; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION public.edit_message(message_id uuid, content text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.edit_message(message_id uuid, content text) TO service_role;
+GRANT ALL ON FUNCTION public.edit_message(message_id uuid, content text) TO authenticated;
 
 --
 -- Name: FUNCTION fail_message(message_id uuid, claim_token uuid, error text); Type: ACL; Schema: public; Owner: postgres
@@ -1980,6 +2473,14 @@ REVOKE ALL ON FUNCTION public.next_message_to_answer(conversation_id uuid) FROM 
 GRANT ALL ON FUNCTION public.next_message_to_answer(conversation_id uuid) TO service_role;
 
 --
+-- Name: FUNCTION regenerate_message(message_id uuid); Type: ACL; Schema: public; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION public.regenerate_message(message_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.regenerate_message(message_id uuid) TO service_role;
+GRANT ALL ON FUNCTION public.regenerate_message(message_id uuid) TO authenticated;
+
+--
 -- Name: FUNCTION release_message(message_id uuid, claim_token uuid); Type: ACL; Schema: public; Owner: postgres
 --
 
@@ -2000,6 +2501,21 @@ GRANT ALL ON FUNCTION public.reply_progress(message_id uuid) TO authenticated;
 
 REVOKE ALL ON FUNCTION public.reply_tick(checkpoints jsonb, streaming uuid[], lease_seconds integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.reply_tick(checkpoints jsonb, streaming uuid[], lease_seconds integer) TO service_role;
+
+--
+-- Name: FUNCTION search_messages(query text, max_results integer); Type: ACL; Schema: public; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION public.search_messages(query text, max_results integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.search_messages(query text, max_results integer) TO service_role;
+GRANT ALL ON FUNCTION public.search_messages(query text, max_results integer) TO authenticated;
+
+--
+-- Name: FUNCTION set_conversation_title(conversation_id uuid, title text, tokens integer); Type: ACL; Schema: public; Owner: postgres
+--
+
+REVOKE ALL ON FUNCTION public.set_conversation_title(conversation_id uuid, title text, tokens integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.set_conversation_title(conversation_id uuid, title text, tokens integer) TO service_role;
 
 --
 -- Name: FUNCTION settled_messages(message_ids uuid[]); Type: ACL; Schema: public; Owner: postgres
@@ -2123,6 +2639,24 @@ GRANT INSERT(content) ON TABLE public.messages TO authenticated;
 --
 
 GRANT INSERT(client_message_id) ON TABLE public.messages TO authenticated;
+
+--
+-- Name: COLUMN messages.parent_id; Type: ACL; Schema: public; Owner: postgres
+--
+
+GRANT INSERT(parent_id) ON TABLE public.messages TO authenticated;
+
+--
+-- Name: COLUMN messages.edit_of; Type: ACL; Schema: public; Owner: postgres
+--
+
+GRANT INSERT(edit_of) ON TABLE public.messages TO authenticated;
+
+--
+-- Name: COLUMN messages.regenerates; Type: ACL; Schema: public; Owner: postgres
+--
+
+GRANT INSERT(regenerates) ON TABLE public.messages TO authenticated;
 
 --
 -- PostgreSQL database dump complete

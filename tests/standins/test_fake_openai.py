@@ -456,7 +456,9 @@ def test_stream_waits_for_the_first_token_then_keeps_its_pace(client: openai.Ope
     assert text == f"Echo: {LONG_TEXT}"
     assert pieces == 21  # "Echo: " and 20 words
     assert arrivals[0] >= 0.15  # never earlier than the time to first token
-    assert arrivals[-1] - arrivals[0] >= (pieces - 1) / 100 - 0.005  # never faster than the pace
+    # Never faster than the pace, counted from the start: a client that reads its first piece late
+    # (a busy machine) finds the next ones already sent, so gaps between arrivals prove nothing.
+    assert arrivals[-1] >= 0.15 + (pieces - 1) / 100 - 0.005
     entry = recorded(control)[0]
     assert (entry["tokens_sent"], entry["stream_end"]) == (21, "complete")
     assert control.get("/_fake/config").json()["tokens_per_second"] == 100
