@@ -53,7 +53,7 @@ def test_every_function_of_the_schema_file_has_a_defining_migration() -> None:
 @pytest.mark.parametrize(
     ("function", "migration"),
     [
-        pytest.param("public.fetch_message_context", "20261201100100_answered_in_order.sql", id="defined-three-times"),
+        pytest.param("public.fetch_message_context", "20261207000000_branches_titles_search.sql", id="defined-four-times"),
         pytest.param("private.queue_message_webhook", "20261201000200_webhook_body_ids_only.sql", id="replaced-once"),
         pytest.param("public.settled_messages", "20261201300000_streaming_replies.sql", id="replaced-in-a-later-feature"),
         pytest.param("private.hmac_sha256", "20261125000300_message_webhook.sql", id="never-replaced"),
