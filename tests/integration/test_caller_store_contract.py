@@ -49,7 +49,8 @@ T = TypeVar("T")
 MISSING = "00000000-0000-4000-8000-00000000abcd"  # a well-formed id that names nothing
 # What the doors pass on: a history row's and a conversation's fields (a listed one has no user_id).
 HISTORY_COLUMNS = {"id", "role", "content", "status", "error", "reply_to", "created_at", "seq"}
-CONVERSATION_COLUMNS = {"id", "user_id", "title", "system_prompt", "model", "created_at", "updated_at"}
+CONVERSATION_COLUMNS = {"id", "user_id", "title", "system_prompt", "model", "created_at", "updated_at", "title_requested_at"}
+LISTED_COLUMNS = CONVERSATION_COLUMNS - {"user_id", "title_requested_at"}  # what list_conversations shows
 
 
 @dataclass
@@ -414,7 +415,7 @@ def test_the_listing_is_the_callers_own_newest_first_in_pages(subject: Subject) 
     newest = subject.alice.list_conversations(None, 2)
     assert [c["id"] for c in newest["conversations"]] == [third, second]
     assert [c["title"] for c in newest["conversations"]] == ["three", "two"]
-    assert all(set(c) == CONVERSATION_COLUMNS - {"user_id"} for c in newest["conversations"])
+    assert all(set(c) == LISTED_COLUMNS for c in newest["conversations"])
     assert newest["next_before"] == second
     rest = subject.alice.list_conversations(newest["next_before"], 2)
     assert ([c["id"] for c in rest["conversations"]], rest["next_before"]) == ([first], None)

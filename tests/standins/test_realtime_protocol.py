@@ -200,8 +200,13 @@ def test_changes_arrive_in_commit_order(stack: LocalStack, owner: ChatUser, data
     socket.expect(event_is("system"), "subscribed")
     insert = "insert into public.messages (conversation_id, user_id, content) values (%s, %s, %s)"
     with psycopg.connect(database_url) as first, psycopg.connect(database_url) as second:
+        # Two conversations: inserts into one are serialised (a message's place in its tree).
+        other = first.execute("insert into public.conversations (user_id) values (%s) returning id",
+                              (owner.user_id,)).fetchone()
+        first.commit()
+        assert other is not None
         first.execute(insert, (owner.conversation_id, owner.user_id, "begun first, committed last"))
-        second.execute(insert, (owner.conversation_id, owner.user_id, "begun last, committed first"))
+        second.execute(insert, (other[0], owner.user_id, "begun last, committed first"))
         second.commit()
         first.commit()
 

@@ -122,13 +122,13 @@ class Conversation:
     user_id: str
     fields: dict[str, Any] = field(default_factory=dict)  # title, system_prompt, model as the caller set them
     created_at: str = field(default_factory=lambda: _now_text())
-    title_requested: bool = False  # title_requested_at is set: claim_conversation_title took it
+    title_requested_at: str | None = None  # set when claim_conversation_title took the title request
 
     def row(self) -> dict[str, Any]:
         """The conversation as public.conversations holds it: every column, unset ones null."""
         settable = {name: self.fields.get(name) for name in CONVERSATION_FIELDS}
         return {"id": self.id, "user_id": self.user_id, **settable,
-                "created_at": self.created_at, "updated_at": self.created_at}
+                "created_at": self.created_at, "updated_at": self.created_at, "title_requested_at": self.title_requested_at}
 
 
 def _now_text() -> str:
@@ -297,7 +297,8 @@ class InMemoryMessageStore(Faults):
         self._enter("claim_conversation_title")
         with self.db.lock:
             conversation = self.db.conversations.get(conversation_id)
-            if (conversation is None or conversation.fields.get("title") is not None or conversation.title_requested
+            if (conversation is None or conversation.fields.get("title") is not None
+                    or conversation.title_requested_at is not None
                     or self.db.tokens[conversation.user_id] >= self.db.tokens_per_day):
                 return None
             turns = sorted((row for row in self.db.messages.values()
@@ -305,7 +306,7 @@ class InMemoryMessageStore(Faults):
                            key=lambda row: row.seq)
             if not turns:
                 return None
-            conversation.title_requested = True
+            conversation.title_requested_at = _now_text()
             first = turns[0]
             assert first.reply is not None
             return TitleRequest(
@@ -667,7 +668,8 @@ class InMemoryCallerStore(Faults):
             start = next((index + 1 for index, c in enumerate(own) if c.id == before), -1)
             if start < 0:
                 raise CursorNotFound(before)
-        page = [{name: value for name, value in c.row().items() if name != "user_id"} for c in own[start:start + page_size]]
+        page = [{name: value for name, value in c.row().items() if name not in ("user_id", "title_requested_at")}
+                  for c in own[start:start + page_size]]
         more = len(own) > start + page_size
         return {"conversations": page, "next_before": page[-1]["id"] if page and more else None}
 
