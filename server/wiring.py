@@ -227,7 +227,6 @@ def _streaming(
     if not settings.stream_replies or broadcaster is None or not hasattr(model, "stream"):
         return None
     return ReplyStreaming(
-        store=store,
         model=cast(StreamingChatModel, model),
         broadcasts=ReplyBroadcasts(broadcaster, settings.stream_broadcast_interval_ms / 1000, metrics=metrics),
         live=LiveReplies(

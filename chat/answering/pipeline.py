@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import structlog
 
+from chat.answering.claimed_reply import ClaimedReply
 from chat.answering.context import build_prompt
 from chat.answering.streaming import ReplyStreaming
 from chat.answering.titles import ConversationTitles
@@ -127,7 +128,7 @@ class ReplyPipeline:
             self._active_claims[message_id] = claim.claim_token
             try:
                 with structlog.contextvars.bound_contextvars(conversation_id=claim.conversation_id, attempt=claim.attempt):
-                    return await self._answer_claimed(claim, started)
+                    return await self._answer_claimed(ClaimedReply(self.store, claim), started)
             finally:
                 self._active_claims.pop(message_id, None)
 
@@ -141,9 +142,9 @@ class ReplyPipeline:
         except StoreUnavailable as error:
             logger.warning("could not release an uncertain claim; its lease will expire", reason=str(error))
 
-    async def _answer_claimed(self, claim: ClaimedMessage, started: float) -> AnswerResult:
+    async def _answer_claimed(self, writes: ClaimedReply, started: float) -> AnswerResult:
         try:
-            return await self._generate_and_store(claim, started)
+            return await self._generate_and_store(writes, started)
         except StoreUnavailable as error:
             logger.warning("store unavailable mid-reply; leaving it to the lease", reason=str(error))
             return AnswerResult.DEFERRED
@@ -154,12 +155,13 @@ class ReplyPipeline:
             return AnswerResult.NOT_CLAIMED
         except ModelError as error:
             logger.warning("model gave no reply; marking message failed", error_type=type(error).__name__)
-            return await self._fail(claim, error.user_message)
+            return await self._fail(writes, error.user_message)
         except Exception:
             logger.exception("unexpected error answering message; marking it failed")
-            return await self._fail(claim, INTERNAL_ERROR_MESSAGE)
+            return await self._fail(writes, INTERNAL_ERROR_MESSAGE)
 
-    async def _generate_and_store(self, claim: ClaimedMessage, answer_started: float) -> AnswerResult:
+    async def _generate_and_store(self, writes: ClaimedReply, answer_started: float) -> AnswerResult:
+        claim = writes.claim
         model_name = claim.model or self.default_model
         if model_name not in self.offered_models:
             # Written while it was offered, retired since: never call a model the operator dropped.
@@ -170,12 +172,12 @@ class ReplyPipeline:
         if claim.system_prompt_trimmed:
             logger.info("system prompt cut to fit the token budget", budget=self.context_token_budget)
         if self.streaming is not None:
-            return await self._stream_and_store(claim, self.streaming, model_name, answer_started)
+            return await self._stream_and_store(writes, self.streaming, model_name, answer_started)
         started = time.perf_counter()
         reply = await self.model.complete(build_prompt(claim.system_prompt, claim.context), model_name)
         generated = time.perf_counter()
         self.metrics.tokens(reply.prompt_tokens or 0, reply.completion_tokens or 0)
-        stored = await self.store.complete_message_for_reply(claim, reply)
+        stored = await writes.complete(reply)
         stored_at = time.perf_counter()
         if stored is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
@@ -198,10 +200,11 @@ class ReplyPipeline:
         return AnswerResult.ANSWERED
 
     async def _stream_and_store(
-        self, claim: ClaimedMessage, streaming: ReplyStreaming, model_name: str, answer_started: float
+        self, writes: ClaimedReply, streaming: ReplyStreaming, model_name: str, answer_started: float
     ) -> AnswerResult:
+        claim = writes.claim
         started = time.perf_counter()
-        outcome = await streaming.answer(claim, build_prompt(claim.system_prompt, claim.context), model_name, answer_started)
+        outcome = await streaming.answer(writes, build_prompt(claim.system_prompt, claim.context), model_name, answer_started)
         if outcome is None:
             logger.info("message vanished before its reply was written (conversation deleted)")
             self._settled(claim.message_id, None)
@@ -218,9 +221,10 @@ class ReplyPipeline:
             self._title_first_turn(claim, outcome.conversation_id)
         return {"done": AnswerResult.ANSWERED, "stopped": AnswerResult.STOPPED}.get(outcome.status, AnswerResult.FAILED)
 
-    async def _fail(self, claim: ClaimedMessage, user_message: str) -> AnswerResult:
+    async def _fail(self, writes: ClaimedReply, user_message: str) -> AnswerResult:
+        claim = writes.claim
         try:
-            result = await self.store.fail_message(claim, user_message)
+            result = await writes.fail(user_message)
         except StoreUnavailable as error:
             logger.warning("could not mark message failed; the sweep will retry it", reason=str(error))
             return AnswerResult.DEFERRED

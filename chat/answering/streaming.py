@@ -4,9 +4,9 @@ to Realtime (batched) and to this process's SSE requests (at once), and a stop h
 one tick by closing the model's stream.
 
 Per piece of text nothing here waits: the piece is appended, handed to the broadcast batch and
-to the in-process feed. The only round trips of a reply are its claim, `begin_reply` at the
-first piece and `finish_reply` at the end; checkpoints, lease extensions and stop requests ride
-on the process's one tick.
+to the in-process feed. The only round trips of a reply are its claim, `begin` at the first
+piece and `finish` at the end (claimed_reply.py owns every write of the reply); checkpoints,
+lease extensions and stop requests ride on the process's one tick.
 
 After the first piece, a provider error is not retried: the partial text is kept on the reply
 row, which is marked failed with a readable reason (so is the user message). Readers have already
@@ -21,11 +21,12 @@ import time
 from dataclasses import dataclass, field
 
 from chat.answering.broadcasts import ReplyBroadcasts, ReplyKey
+from chat.answering.claimed_reply import ClaimedReply
 from chat.answering.live_replies import LiveReplies, LiveReply
 from chat.errors import ClaimSuperseded, ModelError
 from chat.metrics import NO_METRICS, ServiceMetrics
 from chat.outcome import MessageOutcome
-from chat.ports import ClaimedMessage, ModelReply, ModelStream, ReplyStore, StreamingChatModel
+from chat.ports import ModelReply, ModelStream, StreamingChatModel
 from chat.reply_feed import FeedEvent, ReplyFeed
 
 
@@ -33,7 +34,6 @@ from chat.reply_feed import FeedEvent, ReplyFeed
 class ReplyStreaming:
     """What the pipeline needs to stream: the ports and the process-wide helpers."""
 
-    store: ReplyStore
     model: StreamingChatModel
     broadcasts: ReplyBroadcasts
     live: LiveReplies
@@ -41,16 +41,16 @@ class ReplyStreaming:
     metrics: ServiceMetrics = field(default=NO_METRICS)
 
     async def answer(
-        self, claim: ClaimedMessage, prompt: list[dict[str, str]], model_name: str, started: float | None = None
+        self, writes: ClaimedReply, prompt: list[dict[str, str]], model_name: str, started: float | None = None
     ) -> MessageOutcome | None:
         """Stream the reply and store its end. Raises ModelError before the first piece (the
         pipeline fails the message as for a whole answer) and ClaimSuperseded when stale.
         `started` (perf_counter) is when answering the message began, for the first token's latency."""
         started = time.perf_counter() if started is None else started
         stream = await self.model.stream(prompt, model_name)
-        live = self.live.register(claim, stream.close)
+        live = self.live.register(writes.claim, stream.close)
         self.metrics.stream_opened()
-        reply = _StreamedReply(self, claim, stream, live, started)
+        reply = _StreamedReply(self, writes, stream, live, started)
         try:
             return await reply.run()
         finally:
@@ -63,11 +63,12 @@ class ReplyStreaming:
 
 class _StreamedReply:
     def __init__(
-        self, streaming: ReplyStreaming, claim: ClaimedMessage, stream: ModelStream, live: LiveReply, started: float
+        self, streaming: ReplyStreaming, writes: ClaimedReply, stream: ModelStream, live: LiveReply, started: float
     ) -> None:
         self.started = started
         self.streaming = streaming
-        self.claim = claim
+        self.writes = writes
+        self.claim = writes.claim
         self.stream = stream
         self.live = live
         self.key: ReplyKey | None = None
@@ -81,7 +82,7 @@ class _StreamedReply:
                 offset = live.append(piece)
                 if self.key is None:
                     self.streaming.metrics.first_token(time.perf_counter() - self.started)
-                    row = await self.streaming.store.begin_reply(self.claim, live.text)
+                    row = await self.writes.begin(live.text)
                     self.key = ReplyKey(self.claim.conversation_id, self.claim.message_id, row.reply_id, row.attempt)
                     live.began()
                 self._delta(offset, piece)
@@ -101,7 +102,7 @@ class _StreamedReply:
         self.streaming.feed.publish(self.claim.message_id, FeedEvent("delta", self.key.attempt, offset, piece))
 
     async def _finish(self, status: str, error: str | None, reply: ModelReply | None) -> MessageOutcome | None:
-        outcome = await self.streaming.store.finish_reply(self.claim, self.live.text, status, error, reply)
+        outcome = await self.writes.finish(self.live.text, status, error, reply)
         if reply is not None:
             self.streaming.metrics.tokens(reply.prompt_tokens or 0, reply.completion_tokens or 0)
         key = self.key or ReplyKey(self.claim.conversation_id, self.claim.message_id, None, self.claim.attempt)

@@ -24,14 +24,6 @@ from tests.support.users import SignedUpUser
 BRANCHES_MIGRATION = "20261207000000"
 
 
-@pytest.fixture
-def chat(db: psycopg.Connection, database_url: str) -> Chat:
-    return Chat(db, database_url)
-
-
-@pytest.fixture
-def stranger(db: psycopg.Connection, database_url: str) -> Chat:
-    return Chat(db, database_url)
 
 
 def row(db: psycopg.Connection, message_id: str) -> dict[str, object]:

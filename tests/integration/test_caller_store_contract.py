@@ -40,7 +40,7 @@ from chat.ports import (
     TickAnswer,
 )
 from devstack.stack import LocalStack
-from tests.support.engine_loop import EngineLoop, engine_loop
+from tests.support.engine_loop import EngineLoop
 from tests.support.fakes import InMemoryDatabase, InMemoryMessageStore, caller_stores
 from tests.support.users import SignedUpUser
 
@@ -64,11 +64,6 @@ class Subject:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.engine.run(coroutine)
 
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineLoop]:
-    with engine_loop() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

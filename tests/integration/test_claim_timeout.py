@@ -18,7 +18,7 @@ from chat.errors import StoreUnavailable
 from chat.ports import ModelReply
 from tests.support.database import Role, separate_migrated_database
 from tests.support.deliveries import pending_message
-from tests.support.engine_loop import EngineLoop, engine_loop
+from tests.support.engine_loop import EngineLoop
 from tests.support.stack import scratch_dir, start_test_stack
 
 if TYPE_CHECKING:
@@ -39,11 +39,6 @@ def stack(database_url: str) -> Iterator[LocalStack]:
         yield running
         running.stop()
 
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineLoop]:
-    with engine_loop() as running:
-        yield running
 
 
 class AnswerLost(PostgrestReplyStore):

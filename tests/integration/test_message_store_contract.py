@@ -19,7 +19,7 @@ from chat.errors import ClaimSuperseded, StoreRejected
 from chat.ports import ClaimedMessage, MessageStore, ModelReply, ReplyCheckpoint, ReplyStore, TickAnswer, WaitingMessage
 from devstack.stack import LocalStack
 from tests.support.deliveries import message_state, pending_message
-from tests.support.engine_loop import EngineLoop, engine_loop
+from tests.support.engine_loop import EngineLoop
 from tests.support.fakes import InMemoryDatabase, InMemoryMessageStore
 
 BUDGET, MAX_MESSAGES, LEASE = 6000, 200, 60
@@ -141,12 +141,6 @@ class Subject:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.engine.run(coroutine)
 
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineLoop]:
-    """One loop for the module, as the service has one per process."""
-    with engine_loop() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from adapters.model_errors import BROKE_OFF, ProviderFailure, model_error
 from chat.errors import ModelError, ModelRejected, ModelUnavailable
 from chat.ports import ModelReply, ModelStream, StreamingChatModel
 from devstack.serving import RunningServer
-from tests.support.engine_loop import EngineLoop, engine_loop
+from tests.support.engine_loop import EngineLoop
 from tests.support.fake_model import fake_model_server, fast_retrying_model, pace, queue
 from tests.support.fakes import BrokeOff, ScriptedModel
 
@@ -49,11 +49,6 @@ class Subject:
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return self.engine.run(coroutine)
 
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineLoop]:
-    with engine_loop() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from adapters.realtime_channels import RealtimeReplyChannels
 from chat.ports import Broadcast, ReplyBroadcaster, ReplyChannels
 from chat.reply_feed import FeedEvent, ReplyFeed
 from devstack.stack import LocalStack
-from tests.support.engine_loop import EngineLoop, engine_loop
+from tests.support.engine_loop import EngineLoop
 from tests.support.fakes import InMemoryReplyChannels, RecordingBroadcaster
 from tests.support.polling import wait_until
 
@@ -67,11 +67,6 @@ class Subject:
                 return False
             return True
 
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineLoop]:
-    with engine_loop() as running:
-        yield running
 
 
 @pytest.fixture(params=["realtime", "in_memory"])

@@ -7,22 +7,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import aiohttp
 import pytest
 
 from chat.errors import StoreUnavailable
 from devstack.serving import free_port
-from tests.support.engine_loop import EngineLoop, engine_loop
+from tests.support.engine_loop import EngineLoop
 
 TIMEOUT_SECONDS = 0.5
 
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineLoop]:
-    with engine_loop() as running:
-        yield running
 
 
 def serve(behaviour: Callable[[socket.socket], None]) -> tuple[str, socket.socket]:

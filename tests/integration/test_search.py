@@ -16,14 +16,6 @@ from tests.support.turns import Chat
 SEARCH = "select message_id::text, conversation_title, role, snippet, rank from public.search_messages(%s, %s)"
 
 
-@pytest.fixture
-def chat(db: psycopg.Connection, database_url: str) -> Chat:
-    return Chat(db, database_url)
-
-
-@pytest.fixture
-def stranger(db: psycopg.Connection, database_url: str) -> Chat:
-    return Chat(db, database_url)
 
 
 def search(chat: Chat, query: str | None, max_results: int | None = 20) -> list[tuple[object, ...]]:

@@ -24,7 +24,7 @@ from chat.outcome import MessageOutcome
 from chat.ports import ModelReply
 from tests.support.database import separate_migrated_database
 from tests.support.deliveries import message_state, pending_message, replies_to
-from tests.support.engine_loop import EngineLoop, engine_loop
+from tests.support.engine_loop import EngineLoop
 from tests.support.polling import wait_until
 from tests.support.stack import scratch_dir, start_test_stack
 
@@ -100,12 +100,6 @@ def stack(database_url: str) -> Iterator[LocalStack]:
         yield running
         running.stop()
 
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[EngineLoop]:
-    """One loop for the module's workers, as the service has one per process."""
-    with engine_loop() as running:
-        yield running
 
 
 @pytest.fixture(scope="module")

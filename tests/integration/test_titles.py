@@ -14,11 +14,6 @@ from tests.support.quotas import limit_user
 from tests.support.turns import Chat
 
 
-@pytest.fixture
-def chat(db: psycopg.Connection, database_url: str) -> Chat:
-    return Chat(db, database_url)
-
-
 def claim_title(chat: Chat, conversation: str | None = None) -> object:
     return chat.service.execute("select public.claim_conversation_title(%s)", (conversation or chat.conversation,))[0][0]
 

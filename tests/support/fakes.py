@@ -880,7 +880,6 @@ class InMemoryReplyChannels:
 def reply_streaming(store: InMemoryMessageStore, model: ScriptedModel, broadcaster: RecordingBroadcaster) -> ReplyStreaming:
     """Streaming on fakes with fast ticks, as server/wiring.py assembles it."""
     return ReplyStreaming(
-        store=store,
         model=model,
         broadcasts=ReplyBroadcasts(broadcaster, interval_seconds=0.01),
         live=LiveReplies(store, tick_seconds=0.01, checkpoint_seconds=0.02, lease_seconds=30),

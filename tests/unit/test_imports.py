@@ -110,3 +110,21 @@ def test_the_doors_reach_the_domain_only_through_the_service_verbs() -> None:
                                              ("caller_store", "store.", "pipeline", "engine", "waiter", "settled"))
     }
     assert not reaching_in, sorted(reaching_in)
+
+
+REPLY_WRITES = ("complete_message_for_reply", "begin_reply", "finish_reply", "fail_message")
+
+
+def test_one_module_writes_a_claimed_reply() -> None:
+    """The claimed reply's writes (chat/answering/claimed_reply.py) are the one place the domain
+    answers, streams or fails a message, so the claim's fencing is read in one file. Releasing a
+    claim the process never saw (a lost answer to the claim call) and at shutdown are not replies."""
+    writers = {
+        f"{path.relative_to(ROOT)}: {write}"
+        for path in (ROOT / "chat").rglob("*.py")
+        if path.name != "claimed_reply.py"
+        for write in REPLY_WRITES
+        if f".{write}(" in path.read_text()
+    }
+    assert not writers, sorted(writers)
+    assert all(f".{write}(" in (ROOT / "chat" / "answering" / "claimed_reply.py").read_text() for write in REPLY_WRITES)
