@@ -128,7 +128,10 @@ def test_message_content_length_is_limited(world: dict, db: psycopg.Connection, 
     assert count(db, "messages") == 1
 
 
-@pytest.mark.parametrize("assignment", ["status = 'done'", "reply_to = id", "content = 'edited'", "error = 'x'"])
+@pytest.mark.parametrize("assignment", [
+    "status = 'done'", "reply_to = id", "content = 'edited'", "error = 'x'",
+    "parent_id = null", "edit_of = id", "regenerates = id",
+])
 def test_user_cannot_update_messages(world: dict, db: psycopg.Connection, assignment: str) -> None:
     with pytest.raises(errors.InsufficientPrivilege):
         world["a"].execute(f"update public.messages set {assignment}")
@@ -221,3 +224,48 @@ def test_unknown_conversation_is_refused(world: dict) -> None:
         world["a"].execute(
             "insert into public.messages (conversation_id, content) values (%s, 'x')", (str(uuid.uuid4()),)
         )
+
+
+@pytest.mark.parametrize("statement", [
+    "insert into public.conversations (title, title_requested_at) values ('x', now())",
+    "update public.conversations set title_requested_at = now()",
+])
+def test_user_cannot_mark_a_title_requested(world: dict, db: psycopg.Connection, statement: str) -> None:
+    with pytest.raises(errors.InsufficientPrivilege):
+        world["a"].execute(statement)
+    assert db.execute("select title_requested_at from public.conversations").fetchall() == [(None,)]
+
+
+@pytest.mark.parametrize("function", [
+    "public.regenerate_message('{message}')",
+    "public.edit_message('{message}', 'x')",
+    "public.conversation_branch('{conversation}')",
+    "public.search_messages('hello')",
+    "public.claim_conversation_title('{conversation}')",
+    "public.set_conversation_title('{conversation}', 'x', 1)",
+])
+def test_anon_calls_none_of_the_branch_title_and_search_functions(world: dict, function: str) -> None:
+    with pytest.raises(errors.InsufficientPrivilege):
+        world["anon"].execute("select " + function.format(message=world["message"], conversation=world["conversation"]))
+
+
+@pytest.mark.parametrize("function", [
+    "public.claim_conversation_title('{conversation}')",
+    "public.set_conversation_title('{conversation}', 'x', 1)",
+])
+@pytest.mark.parametrize("who", ["a", "b"])
+def test_titles_are_the_services_alone(world: dict, db: psycopg.Connection, function: str, who: str) -> None:
+    with pytest.raises(errors.InsufficientPrivilege):
+        world[who].execute("select " + function.format(conversation=world["conversation"]))
+    assert db.execute("select title, title_requested_at from public.conversations").fetchall() == [("A's chat", None)]
+
+
+def test_other_user_finds_and_redoes_nothing(world: dict, db: psycopg.Connection) -> None:
+    assert world["b"].execute("select * from public.search_messages('hello')") == []
+    assert world["b"].execute("select public.conversation_branch(%s)", (world["conversation"],)) == [(None,)]
+    for call in ("public.regenerate_message(%s)", "public.edit_message(%s, 'x')"):
+        with pytest.raises(psycopg.Error, match="message_not_found"):
+            world["b"].execute("select " + call, (world["message"],))
+    assert count(db, "messages") == 1
+    assert [row[0] for row in world["a"].execute("select message_id from public.search_messages('hello')")] == [
+        uuid.UUID(world["message"])]

@@ -27,7 +27,9 @@ COMPAT_DATABASE = "supabase_compat"
 REST_DOOR_FUNCTIONS = {
     "message_outcome", "conversation_history", "list_conversations", "chat_quota", "stop_reply", "reply_progress",
 }
-FRONTEND_FUNCTIONS = {"chat_models"}  # what the chat page calls besides the tables
+FRONTEND_FUNCTIONS = {  # what the chat page calls besides the tables
+    "chat_models", "conversation_branch", "regenerate_message", "edit_message", "search_messages",
+}
 
 
 @dataclass(frozen=True)
