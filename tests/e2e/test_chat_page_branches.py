@@ -181,3 +181,49 @@ def test_a_title_the_service_writes_arrives_in_the_list(
     page.text_of("#conversation-list li.open button", "A trip to Lisbon")
     page.wait_for(lambda: page.js("return document.querySelector('#title').value") == "A trip to Lisbon",
                   "the title in the conversation's header")
+
+
+TREE = """
+  const done = arguments[arguments.length - 1]
+  const { createClient } = await import('@supabase/supabase-js')
+  const config = (await import('/config.js')).default
+  const { branchThrough } = await import('/src/branch.js')
+  const client = createClient(config.supabaseUrl, config.supabaseAnonKey)
+  const conversation = (await client.from('conversations').insert({ title: 'Tree' }).select().single()).data.id
+  const send = async (content, parent) => (await client.from('messages')
+    .insert({ conversation_id: conversation, content, ...(parent ? { parent_id: parent } : {}) }).select().single()).data.id
+  const rpc = async (name, args) => (await client.rpc(name, args)).data
+  const one = await send('one')
+  const two = await send('two')
+  await send('three')
+  const uno = await rpc('edit_message', { message_id: one, content: 'uno' })
+  const again = await rpc('regenerate_message', { message_id: two })
+  await send('dos', uno)
+  await rpc('regenerate_message', { message_id: again })
+  await send('after the regeneration', again)
+  await rpc('edit_message', { message_id: again, content: 'deux' })
+  const { data: rows } = await client.from('messages').select('*').eq('conversation_id', conversation)
+  const compared = []
+  for (const leaf of [null, ...rows.map((row) => row.id)]) {
+    const server = await rpc('conversation_branch', { conversation_id: conversation, leaf })
+    const page = branchThrough(rows, leaf)
+    compared.push({
+      leaf,
+      server: [server.leaf, server.messages.filter((m) => m.role === 'user').map((m) =>
+        [m.id, m.versions.index, m.versions.ids, m.reply_versions.index, m.reply_versions.ids])],
+      page: [page.leaf, page.turns.map((t) =>
+        [t.message.id, t.versions.index, t.versions.ids, t.replyVersions.index, t.replyVersions.ids])],
+    })
+  }
+  done(compared)"""
+
+
+def test_the_pages_branch_is_the_one_conversation_branch_reads(browser: Browsers) -> None:
+    """branch.js and the database's conversation_branch agree on every leaf of a tree with edits,
+    regenerations, an edit of a regeneration and messages placed on older branches."""
+    page = browser("alice")
+    sign_up(page)
+    compared = page.driver.execute_async_script(TREE)
+    assert len(compared) == 10
+    for each in compared:
+        assert each["page"] == each["server"], each["leaf"]
