@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -16,47 +15,9 @@ import pytest
 from devstack.service_process import ServiceProcess
 from devstack.stack import LocalStack
 from tests.support.browser import ARTIFACTS, Browser
+from tests.support.chat_page import PASSWORD, Browsers, new_conversation, reply_to, send, sign_up, turns
 from tests.support.realtime import Subscribers
 from tests.support.stack import UNCONFIGURED_WEBHOOK, FakeModelControl
-
-PASSWORD = "correct horse battery"
-Browsers = Callable[[str], Browser]
-
-
-def sign_up(page: Browser) -> str:
-    email = f"{uuid.uuid4()}@example.test"
-    page.open()
-    page.fill("#email", email)
-    page.fill("#password", PASSWORD)
-    page.click("#sign-up")
-    page.text_of("#who", email)
-    return email
-
-
-def new_conversation(page: Browser, title: str, system_prompt: str = "") -> str:
-    page.fill("#new-title", title)
-    if system_prompt:
-        page.fill("#new-system-prompt", system_prompt)
-    page.click("#create")
-    page.wait_for(lambda: page.js("return document.querySelector('#conversation').dataset.state === 'live'"),
-                  "the conversation's subscriptions joined")
-    return str(page.js("return document.querySelector('#conversation-list li.open button').dataset.id"))
-
-
-def send(page: Browser, text: str) -> None:
-    page.fill("#message", text)
-    page.click("#send")
-
-
-def reply_to(page: Browser, text: str, deadline_seconds: float = 20.0) -> dict[str, str]:
-    """Wait for the turn whose message is `text` to have a settled reply; its text and status."""
-    script = """
-      const turn = [...document.querySelectorAll('#messages .turn')]
-        .find(t => t.querySelector('.message.user .content').textContent === arguments[0])
-      const reply = turn && turn.querySelector('.message.assistant')
-      return reply && ['done', 'failed', 'stopped'].includes(reply.dataset.status)
-        ? {text: reply.querySelector('.content').textContent, status: reply.dataset.status} : null"""
-    return dict(page.wait_for(lambda: page.js(script, text), f"a settled reply to {text!r}", deadline_seconds))
 
 
 def test_sign_up_create_a_conversation_send_and_see_the_reply(
@@ -70,14 +31,6 @@ def test_sign_up_create_a_conversation_send_and_see_the_reply(
     owner = db.execute("select u.email from public.conversations c join auth.users u on u.id = c.user_id"
                        " where c.id = %s", (conversation_id,)).fetchone()
     assert owner == (email,)
-
-
-def turns(page: Browser) -> list[tuple[str, str]]:
-    """Every turn on screen: (the user's message, the reply's text or '')."""
-    return [tuple(turn) for turn in page.js("""
-      return [...document.querySelectorAll('#messages .turn')].map(t => [
-        t.querySelector('.message.user .content').textContent,
-        t.querySelector('.message.assistant .content')?.textContent ?? ''])""")]
 
 
 def test_conversations_are_created_renamed_and_deleted_in_the_table(

@@ -17,11 +17,13 @@ export class ConversationFeed {
    * @param {import('@supabase/supabase-js').SupabaseClient} supabase
    * @param {string} conversationId
    * @param {() => void} onChange called after every change, to render
+   * @param {() => void} onSettled called when a reply has ended (done, failed or stopped)
    */
-  constructor(supabase, conversationId, onChange) {
+  constructor(supabase, conversationId, onChange, onSettled = () => {}) {
     this.supabase = supabase
     this.conversationId = conversationId
     this.onChange = onChange
+    this.onSettled = onSettled
     /** @type {Map<string, object>} rows by id */
     this.rows = new Map()
     /** @type {Map<string, import('./reply-stream.js').ReplyText>} reply text by the assistant row's id */
@@ -67,6 +69,21 @@ export class ConversationFeed {
     } else {
       for (const row of data) this.#mergeRow(row)
     }
+    this.#changed()
+  }
+
+  /**
+   * Read these rows now (a message this page just wrote, before its change arrives): the branch
+   * the page switches to must hold it at once.
+   */
+  async read(ids) {
+    const { data } = await this.supabase.from('messages').select(MESSAGE_COLUMNS).in('id', ids)
+    this.merge(data ?? [])
+  }
+
+  /** Rows this page already has from an insert's answer; merged like any change. */
+  merge(rows) {
+    for (const row of rows) this.#mergeRow(row)
     this.#changed()
   }
 
@@ -143,6 +160,7 @@ export class ConversationFeed {
     const { data } = await this.supabase.from('messages').select(MESSAGE_COLUMNS).in('id', ids)
     for (const row of data ?? []) this.#mergeRow(row)
     this.#changed()
+    if (!this.closed) this.onSettled()
   }
 
   /** A delta can come before the row's INSERT does: show the reply at once, the row fills it in. */

@@ -4,15 +4,20 @@
 import { createClient } from '@supabase/supabase-js'
 import config from '../config.js'
 import { $, h, say, show } from './dom.js'
+import { branchThrough, leafOfReplyVersion, leafOfVersion } from './branch.js'
 import { ConversationFeed } from './conversation-feed.js'
 import {
   createConversation, deleteConversation, listConversations, offeredModels, renameConversation, watchConversations,
 } from './conversations.js'
 import { TurnView } from './message-view.js'
-import { refusalText, sendMessage, stopReply } from './messages.js'
+import { editMessage, refusalText, regenerateMessage, sendMessage, stopReply } from './messages.js'
+import { resultItem, searchMessages } from './search.js'
+import { usageLine, usageToday } from './usage.js'
 
 const supabase = createClient(config.supabaseUrl, config.supabaseAnonKey)
-const state = { user: null, conversations: [], openId: null, feed: null, watcher: null }
+// anchor: the message whose branch is shown (null: the newest); leaf: that branch's last turn
+const state = { user: null, conversations: [], openId: null, feed: null, watcher: null, anchor: null, leaf: null }
+const SEARCH_DELAY_MS = 250
 const firstText = new Set() // replies already seen with text, for the `reply-first-text` timing mark
 
 // ------------------------------------------------------------------------------ signing in
@@ -45,6 +50,7 @@ async function signedIn(user) {
   show('#app', true)
   state.watcher = watchConversations(supabase, () => refreshConversations())
   loadModels()
+  refreshUsage()
   await refreshConversations()
   const wanted = new URL(location.href).searchParams.get('c') ?? sessionStorage.getItem('open-conversation')
   if (wanted && state.conversations.some((c) => c.id === wanted)) await openConversation(wanted)
@@ -56,6 +62,9 @@ async function signedOut() {
   Object.assign(state, { user: null, conversations: [], openId: null, watcher: null })
   sessionStorage.removeItem('open-conversation')
   $('#conversation-list').replaceChildren()
+  $('#search-results').replaceChildren()
+  $('#search').value = ''
+  say('#usage', '')
   show('#app', false)
   show('#auth', true)
 }
@@ -67,6 +76,11 @@ async function loadModels() {
   $('#new-model').replaceChildren(
     h('option', { value: '' }, 'default model'),
     ...models.map((model) => h('option', { value: model }, model)))
+}
+
+async function refreshUsage() {
+  const { data, error } = await usageToday(supabase)
+  if (!error && state.user) say('#usage', usageLine(data))
 }
 
 async function refreshConversations() {
@@ -111,10 +125,15 @@ $('#delete').addEventListener('click', async () => {
 
 // ------------------------------------------------------------------------------ one conversation
 
-async function openConversation(id) {
-  if (state.openId === id) return
+/** Open a conversation on the branch through `anchor` (a message id; null: its newest branch). */
+async function openConversation(id, anchor = null) {
+  if (state.openId === id) {
+    if (anchor) showBranch(anchor)
+    return
+  }
   await closeConversation()
   state.openId = id
+  state.anchor = anchor
   sessionStorage.setItem('open-conversation', id)
   const conversation = state.conversations.find((c) => c.id === id)
   $('#title').value = conversation?.title ?? ''
@@ -123,7 +142,7 @@ async function openConversation(id) {
   show('#conversation', true)
   show('#placeholder', false)
   await refreshConversations()
-  const feed = new ConversationFeed(supabase, id, () => renderMessages(feed))
+  const feed = new ConversationFeed(supabase, id, () => renderMessages(feed), refreshUsage)
   state.feed = feed
   $('#conversation').dataset.state = 'connecting'
   try {
@@ -141,6 +160,8 @@ async function closeConversation() {
   const feed = state.feed
   state.feed = null
   state.openId = null
+  state.anchor = null
+  state.leaf = null
   delete $('#conversation').dataset.state
   show('#conversation', false)
   show('#placeholder', true)
@@ -157,33 +178,64 @@ const actions = {
   async resend(message) {
     await send(message.content)
   },
+  async edit(message, content) {
+    return wrote(await editMessage(supabase, message.id, content), '#conversation-error')
+  },
+  async regenerate(turn) {
+    await wrote(await regenerateMessage(supabase, turn.id), '#conversation-error')
+  },
+  showVersion(id) {
+    showBranch(leafOfVersion(state.feed.rows.values(), id))
+  },
+  showReplyVersion(id) {
+    showBranch(leafOfReplyVersion(state.feed.rows.values(), id))
+  },
 }
 
-/** @type {Map<string, TurnView>} the open conversation's turns, by user message id */
+function showBranch(anchor) {
+  state.anchor = anchor
+  if (state.feed) renderMessages(state.feed)
+}
+
+/**
+ * After an edit or a regeneration (the database answers the new message's id): show its branch,
+ * with the row read at once so the branch holds it before its change arrives.
+ */
+async function wrote({ data: id, error }, errorAt) {
+  say(errorAt, error ? refusalText(error) : '')
+  if (error) return false
+  refreshUsage()
+  await state.feed?.read([id])
+  showBranch(id)
+  return true
+}
+
+/** @type {Map<string, TurnView>} the turns of the branch on screen, by the id of the user row answered */
 const turnViews = new Map()
 
 function renderMessages(feed) {
   if (feed !== state.feed) return
   const list = $('#messages')
   const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 40
-  const messages = feed.ordered().filter((row) => row.role === 'user')
-  const present = new Set(messages.map((message) => message.id))
+  const branch = branchThrough(feed.rows.values(), state.anchor)
+  state.leaf = branch.leaf
+  const present = new Set(branch.turns.map(({ turn }) => turn.id))
   for (const [id, view] of turnViews) {
     if (!present.has(id)) {
       view.element.remove()
       turnViews.delete(id)
     }
   }
-  messages.forEach((message, index) => {
-    let view = turnViews.get(message.id)
-    if (!view) turnViews.set(message.id, (view = new TurnView(message.id, actions)))
-    const reply = feed.replyTo(message.id)
+  branch.turns.forEach((shown, index) => {
+    const { turn, reply } = shown
+    let view = turnViews.get(turn.id)
+    if (!view) turnViews.set(turn.id, (view = new TurnView(turn.id, actions)))
     const text = reply ? feed.replyText(reply) : ''
     if (reply && text && !firstText.has(reply.id)) {
       firstText.add(reply.id)
-      performance.mark('reply-first-text', { detail: message.id })
+      performance.mark('reply-first-text', { detail: turn.id })
     }
-    view.update(message, reply, text)
+    view.update(shown, text)
     // Moved only when out of place, so an element under the pointer stays where it is.
     if (list.children[index] !== view.element) list.insertBefore(view.element, list.children[index] ?? null)
   })
@@ -194,12 +246,15 @@ function renderMessages(feed) {
 async function send(content) {
   say('#composer-error', '')
   performance.mark('message-submitted')
-  const { error } = await sendMessage(supabase, state.openId, content)
+  const { data, error } = await sendMessage(supabase, state.openId, content, state.leaf)
   if (error) {
     // Refused by the database (a limit, a bad value): its message, and the text stays put.
     say('#composer-error', refusalText(error))
     return false
   }
+  state.anchor = data.id // the branch on screen goes on with it
+  state.feed?.merge([data])
+  refreshUsage()
   return true
 }
 
@@ -215,6 +270,34 @@ $('#message').addEventListener('keydown', (event) => {
     event.preventDefault()
     $('#composer').requestSubmit()
   }
+})
+
+// ------------------------------------------------------------------------------ search
+
+let searchTimer = 0
+let searchRound = 0
+
+async function search() {
+  clearTimeout(searchTimer)
+  const query = $('#search').value.trim()
+  const round = ++searchRound
+  if (!query) return $('#search-results').replaceChildren()
+  const { data, error } = await searchMessages(supabase, query)
+  if (round !== searchRound) return // a newer query is on its way
+  if (error) return say('#conversations-error', refusalText(error))
+  $('#search-results').replaceChildren(...(data.length
+    ? data.map((result) => resultItem(result, (found) => openConversation(found.conversation_id, found.message_id)))
+    : [h('li', { class: 'no-results' }, 'No messages found')]))
+}
+
+$('#search').addEventListener('input', () => {
+  clearTimeout(searchTimer)
+  searchTimer = setTimeout(search, SEARCH_DELAY_MS)
+})
+
+$('#search-form').addEventListener('submit', (event) => {
+  event.preventDefault()
+  search()
 })
 
 // The page is usable from here on; the tests and the first-paint figure read this mark.
