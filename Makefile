@@ -36,7 +36,8 @@ schema: install
 ## Every benchmark figure in one run (about 10 minutes on 2 cores): prints a table, writes
 ## bench/results/latest.json and bench/results/latency.png, then the Realtime figures
 ## (bench/results/realtime.json), the streaming figures (bench/results/streaming.json), the chat
-## page's (bench/results/chat_page.json) and what /metrics costs (bench/results/metrics.json).
+## page's (bench/results/chat_page.json), what /metrics costs (bench/results/metrics.json) and what
+## regenerate, titles and search cost (bench/results/chat_features.json).
 ## `make bench BENCH_ARGS=--quick` for a smoke run.
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-bench.txt
@@ -45,6 +46,7 @@ bench: install
 	$(PY) -m bench.streaming $(BENCH_ARGS)
 	$(PY) -m bench.chat_page $(BENCH_ARGS)
 	$(PY) -m bench.metrics_cost $(BENCH_ARGS)
+	$(PY) -m bench.chat_features $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .devstack .pytest_cache .mypy_cache .ruff_cache
