@@ -2,5 +2,7 @@
 
 The reply engine (engine.py) runs every reply as a task on one event loop per process; the
 pipeline (pipeline.py) claims a message, builds its context (context.py) and asks the model;
-streaming.py, broadcasts.py and live_replies.py stream the reply, publish it over Realtime and keep
-its claim alive; redrive.py re-sends what nobody answered."""
+claimed_reply.py makes every write of the claimed reply, fenced by its claim; streaming.py,
+broadcasts.py and live_replies.py stream the reply, publish it over Realtime and keep its claim
+alive; titles.py names a conversation after its first answer; redrive.py re-sends what nobody
+answered."""
