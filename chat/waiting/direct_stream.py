@@ -73,14 +73,19 @@ class _Text:
         return None
 
     def _extend(self, attempt: int, offset: int, piece: str) -> StreamEvent | None:
+        """Only what is new goes out: a piece overlapping the text already sent (the row read and
+        the channel bring the same text by different roads) is cut to its new end, so within an
+        attempt each delta starts where the caller's text ends and a client may simply append."""
         if attempt < self.attempt:
             return None
         if attempt > self.attempt:
             self.text, self.attempt = "", attempt
         if offset + len(piece) <= len(self.text) or offset > len(self.text):
             return None
-        self.text = self.text[:offset] + piece
-        return StreamEvent("delta", {"offset": offset, "delta": piece, "attempt": attempt})
+        start = len(self.text)
+        new = piece[start - offset :]  # within an attempt the text only grows: the overlap is what was sent
+        self.text += new
+        return StreamEvent("delta", {"offset": start, "delta": new, "attempt": attempt})
 
 
 class DirectStream:

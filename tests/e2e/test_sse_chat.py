@@ -207,7 +207,10 @@ def test_sse_hears_a_reply_another_instance_generates_from_its_channel_ahead_of_
     stack.configure_webhook(f"{instance_without_checkpoints.url}/webhooks/messages")
     assert deliver(second_instance.url, stack.webhook_secret, message_event(busy, busy_conversation)).status_code == 202
     wait_until(lambda: fake_model.requests(match="occupy"))
-    fake_model.set_pace(first_token_ms=0, tokens_per_second=25)
+    # The request joins the channel before its insert but never waits for the join: a model whose
+    # first token took no time at all could broadcast before Realtime admitted it, and a follower
+    # admitted late hears only later pieces, which start past its text (gaps, left to the row).
+    fake_model.set_pace(first_token_ms=500, tokens_per_second=25)
     api = alice.api(second_instance.url)
     text = words(40, "near")
     events: list[tuple[str, object]] = []

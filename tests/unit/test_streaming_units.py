@@ -193,6 +193,14 @@ def test_the_sse_text_applies_the_resume_rule() -> None:
     assert text.local(FeedEvent("delta", 2, 9, "x")) is None  # a gap is not sent
 
 
+def test_an_sse_delta_overlapping_what_was_sent_goes_out_as_its_new_end_only() -> None:
+    text = _Text()
+    assert text.from_row("Echo: he", 1) is not None
+    overlapping = text.local(FeedEvent("delta", 1, 6, "hello"))  # the channel's piece from before the row read
+    assert overlapping is not None and overlapping.data == {"offset": 8, "delta": "llo", "attempt": 1}
+    assert text.text == "Echo: hello"
+
+
 def test_the_clients_resume_rule_refuses_a_gap() -> None:
     reply = ResumedReply(text="Echo: ", attempt=1)
     reply.apply({"attempt": 1, "offset": 0, "delta": "Echo"})
