@@ -43,9 +43,10 @@ export class TurnView {
       'Edit')
     this.regenerate = h('button', { class: 'regenerate', type: 'button', hidden: true,
       onclick: () => actions.regenerate(this.message) }, 'Regenerate')
+    // Edit sits under the message it edits, Regenerate and Stop under the reply they act on.
     this.element = h('li', { class: 'turn', 'data-message-id': turnId },
-      this.user, this.editor.element, this.reply, this.error,
-      h('div', { class: 'actions' }, this.stop, this.resend, this.edit, this.regenerate))
+      this.user, h('div', { class: 'actions user-actions' }, this.edit), this.editor.element, this.reply, this.error,
+      h('div', { class: 'actions' }, this.stop, this.resend, this.regenerate))
   }
 
   /**
