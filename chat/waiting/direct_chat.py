@@ -63,11 +63,7 @@ class DirectChat:
         existing = store.find_client_message(client_message_id)
         if existing is None or existing[1] != conversation_id:
             raise ClientMessageConflict(client_message_id)
-        message_id = existing[0]
-        outcome = store.message_outcome(message_id)
-        if outcome is not None and outcome.settled:
-            return self.reply_from(message_id, outcome)
-        return self.wait_for(store, message_id)
+        return self.wait_for(store, existing[0])
 
     def wait_for(self, store: CallerStore, message_id: str) -> ChatReply:
         """The reply to a message that exists already (one the database made: a regeneration, an

@@ -669,7 +669,7 @@ class InMemoryCallerStore(Faults):
             if start < 0:
                 raise CursorNotFound(before)
         page = [{name: value for name, value in c.row().items() if name not in ("user_id", "title_requested_at")}
-                  for c in own[start:start + page_size]]
+                for c in own[start:start + page_size]]
         more = len(own) > start + page_size
         return {"conversations": page, "next_before": page[-1]["id"] if page and more else None}
 
